@@ -1,0 +1,1 @@
+"""The ``sparrow`` command: one typer app, one module per command group."""

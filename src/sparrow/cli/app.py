@@ -1,0 +1,59 @@
+"""The ``sparrow`` command-line entry point.
+
+Each command group lives in its own module and is added here. :func:`main` runs the app and turns
+every :class:`~sparrow.errors.SparrowError` into a one-paragraph message and exit code 2, without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from sparrow import __version__
+from sparrow.errors import SparrowError
+
+from . import info, video
+
+app = typer.Typer(
+    name="sparrow",
+    help="SPARROW: pixel-grounded video grounding -- models, evaluation, data formats and SynRef.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sparrow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """SPARROW: pixel-grounded video grounding."""
+
+
+app.command("info")(info.info)
+app.add_typer(video.app, name="video")
+
+
+def main() -> None:
+    """Console-script entry point: run the app, print user errors without a traceback."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except SparrowError as err:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
