@@ -15,7 +15,8 @@ import typer
 from sparrow import __version__
 from sparrow.errors import SparrowError
 
-from . import info, video
+from . import data, info, train, video
+from . import eval as eval_cli
 
 app = typer.Typer(
     name="sparrow",
@@ -40,7 +41,10 @@ def _root(
 
 
 app.command("info")(info.info)
+app.command("train")(train.train)
 app.add_typer(video.app, name="video")
+app.add_typer(eval_cli.app, name="eval")
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:

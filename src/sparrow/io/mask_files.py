@@ -67,14 +67,25 @@ def write_binary_png(path: str | Path, mask: np.ndarray, value: int = 255) -> No
     _atomic_save(Image.fromarray(arr.astype(np.uint8) * np.uint8(value), mode="L"), Path(path))
 
 
-def read_index_png(path: str | Path) -> np.ndarray:
-    """Palette indices (or ``L`` grey values) of a PNG as uint8 ``(H, W)``, as PIL reads them."""
+def read_index_png(path: str | Path, *, convert: bool = True) -> np.ndarray:
+    """Palette indices (or ``L`` grey values) of a PNG as uint8 ``(H, W)``, as PIL reads them.
+
+    Other modes (RGB, RGBA, ...) are converted to ``L`` grey values when ``convert`` is true; with
+    ``convert=False`` they raise :class:`DataFormatError` (object ids cannot be recovered from colours --
+    the DAVIS evaluator's reading).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("mask file not found", path=path, fix="check the folder layout and frame names")
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L", "1", "I", "I;16"):
+                if not convert:
+                    raise DataFormatError(
+                        f"mask PNG is in {im.mode} mode, not an indexed (P) or greyscale (L) image of object ids",
+                        path=path,
+                        fix="save each frame as a single-channel palette PNG whose pixel values are object ids",
+                    )
                 im = im.convert("L")
             arr = np.array(im)
     except (OSError, ValueError) as err:

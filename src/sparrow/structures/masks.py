@@ -71,7 +71,10 @@ def rle_to_box(rle: RLE) -> np.ndarray:
 
 
 def rle_iou(a: list[RLE], b: list[RLE]) -> np.ndarray:
-    """Pairwise mask IoU of two RLE lists -> ``(len(a), len(b))`` float64, without decoding."""
+    """Pairwise mask IoU of two RLE lists -> ``(len(a), len(b))`` float64, without decoding.
+
+    Two empty masks give 0 here (pycocotools' convention), unlike :func:`mask_iou`, which gives 1.
+    """
     if not a or not b:
         return np.zeros((len(a), len(b)), dtype=np.float64)
     return np.asarray(coco_mask.iou([_to_coco(r) for r in a], [_to_coco(r) for r in b], [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))

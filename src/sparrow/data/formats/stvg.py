@@ -1,0 +1,193 @@
+"""Spatio-temporal video grounding: VidSTG and HC-STVG in TubeDETR's processed layout (METRICS 3.1).
+
+VidSTG ``{train,val,test}.json``::
+
+    {"videos": [{"video_id", "original_video_id", "target_id", "caption", "qtype", "fps", "width",
+                 "height", "start_frame", "end_frame", "tube_start_frame", "tube_end_frame",
+                 "video_path"}, ...],
+     "trajectories": {<original_video_id>: {<target_id>: {<frame>: {"bbox": [x, y, w, h]}}}}}
+
+HC-STVG ``{train,test}_proc.json`` (v1) or ``{train,val,test}v2_proc.json`` (v2): a list of
+``{"video_id", "original_video_id", "frame_count", "width", "height", "tube_start_frame",
+"tube_end_frame", "video_path", "caption", "trajectory": [[x, y, w, h] per tube frame]}``; the
+video's frame rate is ``frame_count / 20`` (20 s clips).
+
+The annotation file is looked up in ``root`` then ``root/annotations``; videos are
+``<videos_root>/video/<video_path>`` (``videos_root`` defaults to ``root``). Tube ends are exclusive.
+Entries may carry ``"frames"`` (a list of frame names): the video is then the frame folder
+``<videos_root>/video/<video_path>/<frame>.jpg`` (SynRef).
+
+Predictions (read by ``sparrow eval stvg``)::
+
+    {"<video_id>": {"sted": [start_frame, end_frame_exclusive], "boxes": {"<frame_id>": [x1, y1, x2, y2]}}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparrow.io.atomic import atomic_file
+
+from ..issues import Issues, strict_issues
+from ..records import DatasetSplit, TubeBoxes, TubeRecord, VideoRecord, frame_numbers_from_names
+from .common import read_json
+
+HCSTVG_CLIP_SECONDS = 20.0
+_VIDSTG_KEYS = ("video_id", "original_video_id", "target_id", "caption", "fps", "start_frame", "end_frame",
+                "tube_start_frame", "tube_end_frame", "video_path")  # fmt: skip
+_HCSTVG_KEYS = ("video_id", "frame_count", "tube_start_frame", "tube_end_frame", "video_path", "caption", "trajectory")
+
+
+def annotation_file(root: Path, name: str) -> Path:
+    """``root/<name>``, else ``root/annotations/<name>`` if that exists."""
+    direct = root / name
+    nested = root / "annotations" / name
+    return nested if not direct.is_file() and nested.is_file() else direct
+
+
+def _video(entry: dict[str, Any], videos_root: Path, frames: Sequence[int], fps: float | None) -> VideoRecord:
+    size = (int(entry["height"]), int(entry["width"])) if "height" in entry and "width" in entry else None
+    path = videos_root / "video" / str(entry["video_path"])
+    names = entry.get("frames")
+    if isinstance(names, list):
+        return VideoRecord(
+            str(entry.get("original_video_id", entry["video_id"])),
+            frame_names=tuple(str(n) for n in names),
+            frame_numbers=frame_numbers_from_names([str(n) for n in names]),
+            frame_dir=path,
+            fps=fps,
+            size=size,
+        )
+    return VideoRecord(str(entry.get("original_video_id", entry["video_id"])), frame_numbers=frames, video_file=path, fps=fps, size=size)
+
+
+def _missing(entry: Any, keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if not isinstance(entry, dict) or k not in entry]
+
+
+_EXTRA_SKIP = {"caption", "qtype", "tube_start_frame", "tube_end_frame", "trajectory", "video_id", "target_id"}
+
+
+def read_vidstg(
+    root: str | Path, split: str = "test", *, videos_root: str | Path | None = None, issues: Issues | None = None
+) -> DatasetSplit:
+    """Index a VidSTG split (TubeDETR ``<split>.json``); boxes convert to ``xyxy`` lazily."""
+    sink = strict_issues(issues)
+    root = Path(root)
+    vroot = Path(videos_root) if videos_root is not None else root
+    path = annotation_file(root, f"{split}.json")
+    data = read_json(path, sink)
+    tubes: list[TubeRecord] = []
+    videos: dict[str, VideoRecord] = {}
+    if data is not None:
+        entries, trajectories = data.get("videos") if isinstance(data, dict) else None, data.get("trajectories") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not isinstance(trajectories, dict):
+            sink.report("bad-json", path, "expected {'videos': [...], 'trajectories': {...}}")
+            entries, trajectories = [], {}
+        for i, entry in enumerate(entries):
+            missing = _missing(entry, _VIDSTG_KEYS)
+            if missing:
+                sink.report("bad-entry", path, f"videos[{i}] lacks {missing}")
+                continue
+            qid = str(entry["video_id"])
+            track = trajectories.get(str(entry["original_video_id"]), {}).get(str(entry["target_id"]))
+            if not isinstance(track, dict):
+                sink.report(
+                    "unknown-object", path,
+                    f"videos[{i}] (video_id {qid}) names target {entry['target_id']} of "
+                    f"{entry['original_video_id']}, which has no trajectory",
+                )  # fmt: skip
+                continue
+            span = (int(entry["tube_start_frame"]), int(entry["tube_end_frame"]))
+            video = _video(entry, vroot, range(int(entry["start_frame"]), int(entry["end_frame"])), float(entry["fps"]))
+            videos[qid] = video
+            tubes.append(
+                TubeRecord(
+                    query_id=qid,
+                    video=video,
+                    sentence=str(entry["caption"]),
+                    qtype=str(entry.get("qtype", "declarative")),
+                    span=span,
+                    boxes=TubeBoxes(track, span),
+                    target_id=str(entry["target_id"]),
+                    extra={k: v for k, v in entry.items() if k not in _EXTRA_SKIP},
+                )
+            )
+    return DatasetSplit("vidstg", split, root, videos, tubes=tuple(tubes), files=(path,))
+
+
+def hcstvg_file(split: str) -> str:
+    """Annotation file name of an HC-STVG split: ``test`` -> ``test_proc.json``, ``val_v2`` -> ``valv2_proc.json``."""
+    return f"{split[:-3]}v2_proc.json" if split.endswith("_v2") else f"{split}_proc.json"
+
+
+def read_hcstvg(
+    root: str | Path, split: str = "test", *, videos_root: str | Path | None = None, issues: Issues | None = None
+) -> DatasetSplit:
+    """Index an HC-STVG split (v1 ``train``/``test``; v2 ``train_v2``/``val_v2``/``test_v2``)."""
+    sink = strict_issues(issues)
+    root = Path(root)
+    vroot = Path(videos_root) if videos_root is not None else root
+    path = annotation_file(root, hcstvg_file(split))
+    data = read_json(path, sink)
+    tubes: list[TubeRecord] = []
+    videos: dict[str, VideoRecord] = {}
+    if data is not None and not isinstance(data, list):
+        sink.report("bad-json", path, "expected a list of videos")
+        data = []
+    for i, entry in enumerate(data or []):
+        missing = _missing(entry, _HCSTVG_KEYS)
+        if missing:
+            sink.report("bad-entry", path, f"entry {i} lacks {missing}")
+            continue
+        qid = str(entry["video_id"])
+        span = (int(entry["tube_start_frame"]), int(entry["tube_end_frame"]))
+        n = int(entry["frame_count"])
+        video = _video(entry, vroot, range(n), n / HCSTVG_CLIP_SECONDS)
+        videos[qid] = video
+        tubes.append(
+            TubeRecord(
+                query_id=qid,
+                video=video,
+                sentence=str(entry["caption"]),
+                qtype=str(entry.get("qtype", "declarative")),
+                span=span,
+                boxes=TubeBoxes(entry["trajectory"], span, first_frame=span[0]),
+                extra={k: v for k, v in entry.items() if k not in _EXTRA_SKIP},
+            )
+        )
+    return DatasetSplit("hcstvg", split, root, videos, tubes=tuple(tubes), files=(path,))
+
+
+@dataclass(frozen=True)
+class StvgPrediction:
+    """One query's prediction: ``sted`` = ``[start, end)`` frame numbers; ``boxes`` = ``{frame: xyxy}``."""
+
+    sted: tuple[int, int]
+    boxes: Mapping[int, Sequence[float]]
+
+
+def _check_prediction(key: str, pred: StvgPrediction) -> dict[str, Any]:
+    start, end = (int(v) for v in pred.sted)
+    if end < start:
+        raise ValueError(f"prediction {key}: sted end {end} before start {start}")
+    boxes = {}
+    for frame, box in pred.boxes.items():
+        values = [float(v) for v in box]
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"prediction {key}, frame {frame}: a box is 4 finite numbers, got {box!r}")
+        boxes[str(int(frame))] = values
+    return {"sted": [start, end], "boxes": boxes}
+
+
+def write_stvg_predictions(path: str | Path, predictions: Mapping[str, StvgPrediction]) -> None:
+    """Write the STVG prediction JSON atomically (keys: query ids; boxes ``xyxy`` absolute pixels)."""
+    payload = {str(k): _check_prediction(str(k), p) for k, p in predictions.items()}
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f)
+

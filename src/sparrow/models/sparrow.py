@@ -1,0 +1,532 @@
+"""SPARROW over a VideoGLaMM-style base: the composed model.
+
+Parts (all trainable ``nn.Module`` s, see :meth:`SparrowModel.parts`): spatial encoder + adapter,
+temporal encoder + adapter, causal LM, the ``[SEG]`` and ``[BOX]`` L->V MLPs, SAM2 (image encoder,
+prompt encoder, mask decoder, memory), the class-agnostic proposer and the filtration head.
+
+Data flow (PAPER 1.1, DESIGN 3)::
+
+    frames -> spatial enc. -> pool+MLP --+
+           -> temporal enc. -> pool+MLP -+-> <video> tokens --+
+    track crops -> spatial enc. + adapter -> mean -> K-means medoids -> <tsf> tokens --+-> LLM
+    LLM hidden at [SEG] -> seg MLP -> sparse prompt ------------------------------+
+    LLM hidden at [BOX] -> box MLP -> query -> filtration(proposer(SAM2 key frame)) -> box prompt
+                                                      SAM2 mask decoder(frame features, prompts)
+
+Switches (``config``): ``box_prompt`` (off: the proposer, the filtration head and the ``[BOX]`` MLP
+are never called and answers carry no ``[BOX]``); ``tsf.mode`` (``off`` / ``train`` /
+``train+infer``: whether prompts carry ``<tsf>`` tokens in training / inference); ``propagation``
+(``video``: prompt the key frame and let SAM2 memory propagate; ``framewise``: the same prompts on
+every frame) -- an inference-time switch read by the grounding session; in training every
+supervised SAM frame is decoded with the prompts (SAM2's memory runs under ``inference_mode`` in
+transformers and is not trained here). Box prompt off + TSF off is the VideoGLaMM-style baseline.
+
+``forward(batch)`` is teacher-forced training only; inference composes :meth:`encode_video`,
+:meth:`tsf_tokens`, :meth:`generate`, :meth:`prompts_from_hidden` and ``sam2.propagate`` /
+``sam2.decode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparrow.errors import ConfigError
+from sparrow.models.adapters import LanguageVisionMLP, VisionLanguageAdapter
+from sparrow.models.batch import Batch
+from sparrow.models.config import SparrowConfig
+from sparrow.models.filtration import FiltrationHead, FiltrationOutput
+from sparrow.models.llm import build_causal_lm, decoder_hidden, greedy_generate, lm_width
+from sparrow.models.losses import (
+    box_l1_giou_loss,
+    detr_losses,
+    dice_loss,
+    mask_bce_loss,
+    proposal_selection_loss,
+)
+from sparrow.models.processor import SparrowProcessor
+from sparrow.models.proposer import Proposer, ProposerOutput
+from sparrow.models.sam2 import Sam2Adapter, Sam2Features, sam2_hiera_large_config, tiny_sam2_config
+from sparrow.models.tokenizer import IGNORE_INDEX, SparrowTokenizer
+from sparrow.models.tsf import kmeans_medoids
+from sparrow.models.vision import SpatialEncoder, TemporalEncoder
+
+SAM2_VARIANTS = {"tiny": tiny_sam2_config, "hiera_large": sam2_hiera_large_config}
+LOSS_TERMS_BASE = ("lm_ce", "mask_bce", "mask_dice")
+LOSS_TERMS_BOX = ("proposal_bce", "box_l1", "box_giou", "det_class", "det_l1", "det_giou")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def loss_terms(config: SparrowConfig) -> tuple[str, ...]:
+    """Names of the loss terms :meth:`SparrowModel.forward` returns under ``config``'s switches."""
+    return LOSS_TERMS_BASE + (LOSS_TERMS_BOX if config.box_prompt else ())
+
+
+def build_sam2(config: SparrowConfig) -> Sam2Adapter:
+    """SAM2 of the preset: from ``sam2.path`` (local folder) or fresh from ``sam2.variant``."""
+    settings = config.sam2
+    if settings.path is None:
+        return Sam2Adapter.from_config(SAM2_VARIANTS[settings.variant](settings.image_size))
+    adapter = Sam2Adapter.from_pretrained(settings.path)
+    if adapter.image_size != settings.image_size:
+        raise ConfigError(
+            f"sam2.image_size={settings.image_size} but the SAM2 folder is for {adapter.image_size} px",
+            path=settings.path,
+            fix="set sam2.image_size to the folder's image size",
+        )
+    return adapter
+
+
+@dataclass
+class SparrowOutput:
+    """Output of :meth:`SparrowModel.forward`.
+
+    Attributes:
+        loss: weighted sum of :attr:`losses` (scalar).
+        losses: every unweighted term (:func:`loss_terms`), scalars.
+        answer_logits: ``(n_answer, V)`` LM logits at the positions that predict answer tokens.
+        mask_logits: ``(N, 1, S/4, S/4)`` low-res mask logits of each decoded (target, frame) pair.
+        mask_pairs: ``(N, 2)`` int64 ``([SEG] index, SAM frame index)`` of each row of ``mask_logits``.
+        object_score_logits: ``(N, 1)``.
+        proposals: top-k proposals of each sample's key frame ``(B, k, ...)``, or ``None`` (box prompt off).
+        filtration: per-``[SEG]`` filtration output ``(n_seg, k, ...)``, or ``None``.
+    """
+
+    loss: Tensor
+    losses: dict[str, Tensor]
+    answer_logits: Tensor
+    mask_logits: Tensor
+    mask_pairs: Tensor
+    object_score_logits: Tensor
+    proposals: ProposerOutput | None
+    filtration: FiltrationOutput | None
+
+
+@dataclass
+class GeneratedAnswer:
+    """Greedy answer to one prompt.
+
+    Attributes:
+        token_ids: ``(n,)`` int64 generated ids (stop token excluded).
+        text: decoded text, grounding tokens kept (``"Sure, <p> x </p> [BOX] [SEG]."``).
+        seg_hidden: ``(n_seg, D)`` LLM hidden states at the generated ``[SEG]`` tokens, in order.
+        box_hidden: ``(n_box, D)`` LLM hidden states at the generated ``[BOX]`` tokens, in order.
+        stopped: True if the model ended its answer (False: the token budget ran out).
+    """
+
+    token_ids: Tensor
+    text: str
+    seg_hidden: Tensor
+    box_hidden: Tensor
+    stopped: bool
+
+
+@dataclass
+class GroundingPrompts:
+    """SAM2 prompts for ``n`` targets on one key frame.
+
+    Attributes:
+        seg_embeddings: ``(n, 1, prompt_dim)`` projected ``[SEG]`` (sparse prompt tokens).
+        boxes: ``(n, 4)`` normalised ``cxcywh`` selected boxes, or ``None`` (box prompt off).
+        proposals: the key frame's top-k proposals ``(1, k, ...)``, or ``None``.
+        filtration: ``(n, k, ...)`` scores / refined boxes, or ``None``.
+    """
+
+    seg_embeddings: Tensor
+    boxes: Tensor | None
+    proposals: ProposerOutput | None
+    filtration: FiltrationOutput | None
+
+
+class SparrowModel(nn.Module):
+    """The SPARROW model (see the module docstring).
+
+    Args:
+        config: the model config (a preset, see :func:`~sparrow.models.config.load_config`).
+        tokenizer: the tokenizer; its size sets the LM vocabulary. ``None`` builds the parts only
+            (e.g. on the ``meta`` device to count parameters); text methods then fail.
+    """
+
+    def __init__(self, config: SparrowConfig, tokenizer: SparrowTokenizer | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.spatial_encoder = SpatialEncoder(config.spatial)
+        self.temporal_encoder = TemporalEncoder(config.temporal)
+        self.llm = build_causal_lm(config.llm, len(tokenizer) if tokenizer is not None else None)
+        width = lm_width(self.llm)
+        self.spatial_adapter = VisionLanguageAdapter(
+            self.spatial_encoder.hidden_size, width, config.spatial.pooled_tokens
+        )
+        self.temporal_adapter = VisionLanguageAdapter(
+            self.temporal_encoder.hidden_size, width, config.temporal.pooled_tokens
+        )
+        self.sam2 = build_sam2(config)
+        p = config.proposer
+        self.proposer = Proposer(
+            self.sam2.feature_dim, p.hidden_dim, p.num_queries, p.num_layers, p.num_heads
+        )
+        l2v_hidden = config.l2v_hidden or width
+        self.seg_projection = LanguageVisionMLP(width, l2v_hidden, self.sam2.prompt_dim)
+        self.box_projection = LanguageVisionMLP(width, l2v_hidden, p.hidden_dim)
+        self.filtration = FiltrationHead(
+            p.hidden_dim, p.hidden_dim, config.filtration.hidden_dim, refine=config.filtration.refine
+        )
+        if config.dtype != "float32":
+            self.to(_DTYPES[config.dtype])
+
+    # -- structure -------------------------------------------------------------------------------
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The named trainable parts (what a training recipe freezes or trains)."""
+        names = (
+            "spatial_encoder",
+            "spatial_adapter",
+            "temporal_encoder",
+            "temporal_adapter",
+            "llm",
+            "seg_projection",
+            "box_projection",
+            "sam2",
+            "proposer",
+            "filtration",
+        )
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def processor(self) -> SparrowProcessor:
+        """Input preparation for this model's sizes and tokenizer."""
+        return SparrowProcessor(self.config, self._tok())
+
+    @property
+    def width(self) -> int:
+        """LLM hidden size ``D``."""
+        return lm_width(self.llm)
+
+    def _tok(self) -> SparrowTokenizer:
+        if self.tokenizer is None:
+            raise RuntimeError("this SparrowModel was built without a tokenizer")
+        return self.tokenizer
+
+    # -- vision -> language ----------------------------------------------------------------------
+
+    def encode_video(self, spatial_frames: Tensor, temporal_frames: Tensor) -> Tensor:
+        """Visual tokens of ``B`` clips.
+
+        Args:
+            spatial_frames: ``(B, T_s, 3, H_s, W_s)`` float (``SparrowProcessor.encoder_inputs``).
+            temporal_frames: ``(B, T_t, 3, H_t, W_t)`` float.
+
+        Returns:
+            ``(B, n_video, D)``: the temporal tokens (slot-major), then the spatial tokens
+            (frame-major), ``n_video = T_t / tubelet * p_t + T_s * p_s``.
+        """
+        b, t_s = spatial_frames.shape[:2]
+        spatial = self.spatial_adapter(self.spatial_encoder(spatial_frames.flatten(0, 1)))
+        spatial = spatial.reshape(b, t_s * spatial.shape[1], -1)
+        grids = self.temporal_encoder(temporal_frames)  # (B, slots, g, g, C)
+        temporal = self.temporal_adapter(grids.flatten(0, 1))
+        temporal = temporal.reshape(b, grids.shape[1] * temporal.shape[1], -1)
+        return torch.cat([temporal, spatial], dim=1)
+
+    def crop_vectors(self, crops: Tensor) -> Tensor:
+        """One LLM-width vector per crop: ``(M, 3, H_s, W_s)`` -> ``(M, D)`` (encoder, adapter, mean)."""
+        return self.spatial_adapter(self.spatial_encoder(crops)).mean(dim=1)
+
+    def tsf_tokens(self, crops: Tensor, valid: Tensor | None = None) -> Tensor:
+        """TSF tokens of ``B`` tracks.
+
+        Args:
+            crops: ``(B, N, 3, H_s, W_s)`` crops along each target's track.
+            valid: ``(B, N)`` bool (padding False), or ``None`` for all valid. Every row needs one.
+
+        Returns:
+            ``(B, K, D)``: the K medoid crop vectors of each track (differentiable w.r.t. the
+            spatial encoder and adapter; the medoid choice itself is not).
+        """
+        b, n = crops.shape[:2]
+        if valid is None:
+            valid = torch.ones((b, n), dtype=torch.bool, device=crops.device)
+        if not bool(valid.any(dim=1).all()):
+            raise ValueError("every TSF row needs at least one valid crop")
+        vectors = self.crop_vectors(crops[valid])  # (M, D), row-major over (B, N)
+        counts = valid.sum(dim=1).tolist()
+        tsf = self.config.tsf
+        rows = []
+        for chunk in torch.split(vectors, counts):
+            rows.append(chunk[kmeans_medoids(chunk, tsf.k, tsf.iterations)])
+        return torch.stack(rows)
+
+    def embed_inputs(
+        self, input_ids: Tensor, video_tokens: Tensor, tsf_tokens: Tensor | None = None
+    ) -> Tensor:
+        """Text embeddings ``(B, L, D)`` with the ``<video>`` and ``<tsf>`` placeholders replaced.
+
+        Args:
+            input_ids: ``(B, L)``; each row has exactly ``n_video`` ``<video>`` ids and 0 or K ``<tsf>``.
+            video_tokens: ``(B, n_video, D)``.
+            tsf_tokens: ``(B, K, D)`` or ``None``; row ``i`` is used only if row ``i`` has ``<tsf>`` ids.
+        """
+        ids = self._tok().ids
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        video = input_ids == ids.video
+        per_row = video.sum(dim=1)
+        if bool((per_row != video_tokens.shape[1]).any()):
+            raise ValueError(
+                f"rows hold {per_row.tolist()} <video> ids for {video_tokens.shape[1]} visual tokens"
+            )
+        embeds = embeds.masked_scatter(video[..., None], video_tokens.to(embeds.dtype))
+        tsf = input_ids == ids.tsf
+        tsf_rows = tsf.any(dim=1)
+        if bool(tsf_rows.any()):
+            if self.config.tsf.mode == "off":
+                raise ValueError("the input has <tsf> tokens but tsf.mode is 'off'")
+            if tsf_tokens is None:
+                raise ValueError("the input has <tsf> placeholders but no TSF tokens were given")
+            k = tsf_tokens.shape[1]
+            if bool((tsf.sum(dim=1)[tsf_rows] != k).any()):
+                raise ValueError(f"a row has a number of <tsf> ids other than K = {k}")
+            embeds = embeds.masked_scatter(tsf[..., None], tsf_tokens[tsf_rows].to(embeds.dtype))
+        return embeds
+
+    # -- training --------------------------------------------------------------------------------
+
+    def forward(self, batch: Batch) -> SparrowOutput:
+        """Teacher-forced training step: every loss term (:func:`loss_terms`) and the total."""
+        cfg = self.config
+        ids = self._tok().ids
+        video_tokens = self.encode_video(batch.spatial_frames, batch.temporal_frames)
+        tsf_tokens = None
+        if cfg.tsf.mode != "off" and batch.tsf_crops is not None:
+            tsf_tokens = self.tsf_tokens(batch.tsf_crops, batch.tsf_valid)
+        embeds = self.embed_inputs(batch.input_ids, video_tokens, tsf_tokens)
+        hidden, _ = decoder_hidden(self.llm, embeds, batch.attention_mask)
+
+        # LM cross-entropy on the answer tokens only (logits only where they are needed).
+        targets = batch.labels[:, 1:]
+        answer = targets != IGNORE_INDEX
+        answer_logits = self.llm.get_output_embeddings()(hidden[:, :-1][answer])
+        zero = hidden.sum() * 0.0
+        losses = {"lm_ce": F.cross_entropy(answer_logits.float(), targets[answer]) if answer.any() else zero}
+
+        seg_hidden = hidden[batch.input_ids == ids.seg]
+        n_seg = seg_hidden.shape[0]
+        if n_seg != batch.seg_masks.shape[0]:
+            raise ValueError(
+                f"the batch has {n_seg} [SEG] tokens but {batch.seg_masks.shape[0]} target masklets"
+            )
+        b, t = batch.sam_frames.shape[:2]
+        needed = batch.supervised.clone()
+        if cfg.box_prompt:
+            needed[torch.arange(b), batch.key_frames] = True
+        flat = needed.flatten().nonzero()[:, 0]
+        row_of = torch.full((b * t,), -1, dtype=torch.long, device=flat.device)
+        row_of[flat] = torch.arange(flat.numel(), device=flat.device)
+        features = self.sam2.image_features(batch.sam_frames.flatten(0, 1)[flat])
+
+        proposals = filtration = None
+        box_prompts = None
+        if cfg.box_prompt:
+            box_hidden = _paired_box_hidden(hidden, batch.input_ids, ids.box, ids.seg)
+            key_rows = row_of[torch.arange(b, device=flat.device) * t + batch.key_frames]
+            all_proposals = self.proposer(features.image_embeddings[key_rows])
+            losses.update(detr_losses(all_proposals, batch.det_boxes))
+            proposals = all_proposals.top_k(cfg.proposer.top_k)
+            per_seg = _index_proposals(proposals, batch.seg_sample)
+            filtration = self.filtration(self.box_projection(box_hidden), per_seg)
+            valid = batch.box_valid
+            if bool(valid.any()):
+                losses["proposal_bce"] = proposal_selection_loss(
+                    filtration.scores[valid], per_seg.boxes[valid].detach(), batch.boxes[valid]
+                )
+                losses.update(box_l1_giou_loss(filtration.selected_boxes[valid], batch.boxes[valid]))
+            else:
+                losses.update({"proposal_bce": zero, "box_l1": zero, "box_giou": zero})
+            box_prompts = filtration.selected_boxes.detach()
+
+        pairs = batch.supervised[batch.seg_sample].nonzero()  # (N, 2): ([SEG] j, frame t)
+        seg_of_pair = pairs[:, 0]
+        frame_rows = row_of[batch.seg_sample[seg_of_pair] * t + pairs[:, 1]]
+        seg_prompts = self.seg_projection(seg_hidden)
+        if pairs.shape[0]:
+            decoded = self.sam2.decode(
+                features.select(frame_rows),
+                boxes=None if box_prompts is None else box_prompts[seg_of_pair],
+                seg_embeddings=seg_prompts[seg_of_pair][:, None],
+            )
+            size = tuple(batch.seg_masks.shape[-2:])
+            logits = self.sam2.upsample_logits(decoded.mask_logits, size)[:, 0]
+            target = batch.seg_masks[seg_of_pair, pairs[:, 1]].to(logits.dtype)
+            losses["mask_bce"] = mask_bce_loss(logits, target)
+            losses["mask_dice"] = dice_loss(logits, target)
+            mask_logits, scores = decoded.mask_logits, decoded.object_score_logits
+        else:
+            losses["mask_bce"] = losses["mask_dice"] = zero + seg_prompts.sum() * 0.0
+            side = self.sam2.image_size // 4
+            mask_logits = hidden.new_zeros((0, 1, side, side))
+            scores = hidden.new_zeros((0, 1))
+
+        weights = cfg.losses
+        total = sum(getattr(weights, name) * losses[name] for name in loss_terms(cfg))
+        return SparrowOutput(
+            loss=total,
+            losses={name: losses[name] for name in loss_terms(cfg)},
+            answer_logits=answer_logits,
+            mask_logits=mask_logits,
+            mask_pairs=pairs,
+            object_score_logits=scores,
+            proposals=proposals,
+            filtration=filtration,
+        )
+
+    # -- inference pieces ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: Sequence[int] | Tensor,
+        video_tokens: Tensor,
+        tsf_tokens: Tensor | None = None,
+        *,
+        max_new_tokens: int = 64,
+    ) -> GeneratedAnswer:
+        """Greedy answer to one prompt.
+
+        Args:
+            prompt_ids: ``(L,)`` ids from ``processor.prompt_ids``.
+            video_tokens: ``(1, n_video, D)`` from :meth:`encode_video`.
+            tsf_tokens: ``(1, K, D)`` from :meth:`tsf_tokens` when the prompt has ``<tsf>`` ids.
+            max_new_tokens: token budget.
+        """
+        tok = self._tok()
+        device = video_tokens.device
+        ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)[None]
+        embeds = self.embed_inputs(ids, video_tokens, tsf_tokens)
+        out = greedy_generate(
+            self.llm, embeds, max_new_tokens=max_new_tokens, stop_ids={tok.ids.end, tok.ids.pad}
+        )
+        return GeneratedAnswer(
+            token_ids=out.token_ids,
+            text=tok.decode(out.token_ids.tolist()),
+            seg_hidden=out.hidden[out.token_ids == tok.ids.seg],
+            box_hidden=out.hidden[out.token_ids == tok.ids.box],
+            stopped=out.stopped,
+        )
+
+    def propose(self, key_features: Sam2Features) -> ProposerOutput:
+        """Top-k class-agnostic proposals of key frames: features of ``N`` frames -> ``(N, k, ...)``."""
+        return self.proposer(key_features.image_embeddings).top_k(self.config.proposer.top_k)
+
+    def prompts_from_hidden(
+        self, seg_hidden: Tensor, box_hidden: Tensor | None, key_features: Sam2Features | None
+    ) -> GroundingPrompts:
+        """SAM2 prompts for ``n`` targets from LLM hidden states.
+
+        Args:
+            seg_hidden: ``(n, D)`` hidden states of the ``[SEG]`` tokens.
+            box_hidden: ``(n, D)`` hidden states of the ``[BOX]`` paired with each ``[SEG]`` (row ``i``
+                with ``[SEG]`` ``i``), or ``None``.
+            key_features: SAM2 features of the ONE key frame (needed when the box prompt is on).
+
+        With the box prompt off (or ``box_hidden`` None) only the ``[SEG]`` prompt is made and the
+        proposer / filtration head are not called.
+        """
+        seg = self.seg_projection(seg_hidden)[:, None]
+        if not self.config.box_prompt or box_hidden is None:
+            return GroundingPrompts(seg_embeddings=seg, boxes=None, proposals=None, filtration=None)
+        if key_features is None or len(key_features) != 1:
+            raise ValueError("the box prompt needs the SAM2 features of exactly one key frame")
+        if box_hidden.shape[0] != seg_hidden.shape[0]:
+            raise ValueError(f"{box_hidden.shape[0]} [BOX] states for {seg_hidden.shape[0]} [SEG] states")
+        proposals = self.propose(key_features)
+        n = seg_hidden.shape[0]
+        expanded = _index_proposals(proposals, torch.zeros(n, dtype=torch.long, device=seg.device))
+        filtration = self.filtration(self.box_projection(box_hidden), expanded)
+        return GroundingPrompts(
+            seg_embeddings=seg, boxes=filtration.selected_boxes, proposals=proposals, filtration=filtration
+        )
+
+    @torch.inference_mode()
+    def propagate(
+        self,
+        pixel_values: Tensor | Sequence[Tensor],
+        key_frame: int,
+        *,
+        box: Tensor | None,
+        seg_embedding: Tensor,
+    ) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """Masks of ONE target on every frame, as ``config.propagation`` says.
+
+        ``video``: prompt the key frame and let SAM2's memory track (``Sam2Adapter.propagate``).
+        ``framewise``: decode every frame on its own with the same prompts (no memory).
+
+        Args:
+            pixel_values: ``(T, 3, S, S)`` SAM2 inputs, or a sequence of ``(3, S, S)`` (streamed).
+            key_frame: the prompted frame.
+            box: ``(1, 4)`` normalised ``cxcywh`` or ``None``; seg_embedding: ``(1, 1, prompt_dim)``.
+
+        Yields:
+            ``(t, mask_logits (1, 1, S/4, S/4), object_score_logit (1, 1))``: the key frame, then
+            ``key+1 .. T-1``, then ``key-1 .. 0``.
+        """
+        if self.config.propagation == "video":
+            yield from self.sam2.propagate(pixel_values, key_frame, box=box, seg_embedding=seg_embedding)
+            return
+        n = len(pixel_values)
+        order = [key_frame, *range(key_frame + 1, n), *range(key_frame - 1, -1, -1)]
+        for t in order:
+            features = self.sam2.image_features(pixel_values[t][None])
+            out = self.sam2.decode(features, boxes=box, seg_embeddings=seg_embedding)
+            yield t, out.mask_logits, out.object_score_logits
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and the tokenizer to ``folder`` atomically."""
+        from sparrow.models.checkpoint import save_checkpoint
+
+        return save_checkpoint(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, overrides: dict | list[str] | None = None) -> SparrowModel:
+        """Load a folder written by :meth:`save_pretrained` (strict; see :mod:`.checkpoint`)."""
+        from sparrow.models.checkpoint import load_checkpoint
+
+        return load_checkpoint(folder, overrides)
+
+
+def _paired_box_hidden(hidden: Tensor, input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
+    """Hidden states ``(n_seg, D)`` of the ``[BOX]`` paired with each ``[SEG]`` (reading order).
+
+    Each ``[SEG]`` pairs with the nearest ``[BOX]`` before it and after the previous ``[SEG]``.
+    """
+    rows = []
+    for r in range(input_ids.shape[0]):
+        ids = input_ids[r].tolist()
+        last_box = None
+        for pos, token in enumerate(ids):
+            if token == box_id:
+                last_box = pos
+            elif token == seg_id:
+                if last_box is None:
+                    raise ValueError(
+                        "box_prompt is on but a [SEG] has no [BOX] before it (format answers with "
+                        "SparrowProcessor.format_answer)"
+                    )
+                rows.append(hidden[r, last_box])
+                last_box = None
+    if not rows:
+        return hidden.new_zeros((0, hidden.shape[-1]))
+    return torch.stack(rows)
+
+
+def _index_proposals(proposals: ProposerOutput, index: Tensor) -> ProposerOutput:
+    """Rows ``index`` of ``proposals`` (one image's proposals per ``[BOX]`` query)."""
+    return ProposerOutput(
+        boxes=proposals.boxes[index], logits=proposals.logits[index], features=proposals.features[index]
+    )

@@ -1,0 +1,42 @@
+"""The training stages of PAPER.md 1.3 and where each one's files live in a run folder.
+
+A run folder holds one sub-folder per entry of the recipe's ``stages`` list, named
+``<index>-<stage name>`` (``0-proposer``, ``1-tsf``, ``2-filter``). Each holds ``checkpoints/``
+while the stage runs and ``final/`` (a ``save_pretrained`` model folder) once it is done; the next
+stage starts from that folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What a stage trains (the model's ``set_stage`` does the freezing) and its losses."""
+
+    name: str
+    description: str
+
+
+STAGES: dict[int, StageInfo] = {
+    0: StageInfo("proposer", "class-agnostic proposer pretraining (DETR losses: focal class, L1, GIoU)"),
+    1: StageInfo("tsf", "TSF injection: V->L adapters, LLM (LoRA on real presets), L->V [SEG] MLP; CE + BCE + Dice"),
+    2: StageInfo("filter", "filtration head + [BOX] prompt, L->V MLPs; CE + BCE + Dice + proposal BCE (+ box L1/GIoU)"),
+}
+
+
+def stage_dir(run_dir: Path, index: int, stage: int) -> Path:
+    """The folder of recipe stage ``index`` (paper stage ``stage``) in ``run_dir``."""
+    return run_dir / f"{index}-{STAGES[stage].name}"
+
+
+def final_dir(run_dir: Path, index: int, stage: int) -> Path:
+    """The model folder a finished stage leaves (its presence marks the stage as done)."""
+    return stage_dir(run_dir, index, stage) / "final"
+
+
+def checkpoints_dir(run_dir: Path, index: int, stage: int) -> Path:
+    """The stage's resumable checkpoints."""
+    return stage_dir(run_dir, index, stage) / "checkpoints"
