@@ -1,8 +1,9 @@
 """The training machinery end to end on the toy task (CPU, seconds).
 
-- every stage runs 20 steps in process, each starting from the previous stage's model;
-- a REAL process kill (SIGKILL after step 13 / in the middle of writing the step-15 checkpoint),
-  then ``sparrow train --resume``: the loss curve equals an uninterrupted run's, bit for bit;
+- every stage runs 20 steps (in this process), each starting from the previous stage's model;
+- REAL process kills (SIGKILL after step 13 of one stage, then in the middle of writing the step-15
+  checkpoint of the next), each followed by ``sparrow train --resume``: the loss curve equals an
+  uninterrupted run's, bit for bit;
 - ``torchrun --nproc_per_node 2`` (gloo): the ranks train on different samples and end with
   identical weights.
 """
@@ -28,88 +29,126 @@ QUIET = ["--set", "logging.progress=false"]
 
 
 def _sparrow(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "sparrow", *args], env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparrow", *args], env=ENV, capture_output=True, text=True, timeout=300
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"sparrow {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"sparrow {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
 def _curve(run: Path) -> list[tuple]:
-    return [(r["stage_index"], r["step"], r["loss"], r["losses"], r["lr"]) for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    return [
+        (r["stage_index"], r["step"], r["loss"], r["losses"], r["lr"])
+        for r in read_metrics(run / "metrics.jsonl")
+        if r["kind"] == "train"
+    ]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled toy recipe run in this process, on one thread like the subprocesses below."""
     run = tmp_path_factory.mktemp("full") / "run"
-    _sparrow("train", "toy", "--out", str(run), *QUIET)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(load_recipe("toy", ["logging.progress=false", "logging.sample_ids=true"]), run)
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 
-def test_every_stage_runs_and_chains(tmp_path: Path) -> None:
-    recipe = load_recipe("toy", ["logging.progress=false", "logging.sample_ids=true"])
-    result = train(recipe, tmp_path / "run")
-    assert [s.steps_run for s in result.stages] == [20, 20, 20]
-    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+def test_every_stage_runs_and_chains(uninterrupted: Path) -> None:
+    recipe = load_recipe("toy", ["logging.progress=false"])
+    records = read_metrics(uninterrupted / "metrics.jsonl")
     train_records = [r for r in records if r["kind"] == "train"]
-    assert [(r["stage"], r["step"]) for r in train_records] == [(s, i) for s in (0, 1, 2) for i in range(1, 21)]
+    assert [(r["stage"], r["step"]) for r in train_records] == [
+        (s, i) for s in (0, 1, 2) for i in range(1, 21)
+    ]
     assert {tuple(sorted(r["losses"])) for r in train_records if r["stage"] == 0} == {("det_giou", "det_l1")}
-    assert {tuple(sorted(r["losses"])) for r in train_records if r["stage"] == 2} == {("lm_ce", "mask_bce", "mask_dice", "proposal_bce")}
+    assert {tuple(sorted(r["losses"])) for r in train_records if r["stage"] == 2} == {
+        ("lm_ce", "mask_bce", "mask_dice", "proposal_bce")
+    }
     assert len([r for r in records if r["kind"] == "val"]) == 3  # validation at every stage end
     # mixture weights 3:1 over 60 steps x 4 samples
     ids = [i for r in train_records for i in r["sample_ids"][0]]
     share_a = sum(i.startswith("toy_a/") for i in ids) / len(ids)
     assert 0.65 < share_a < 0.85
     # each stage starts from the previous one: parts a stage freezes leave it unchanged
-    finals = [load_file(str(s.final / "model.safetensors")) for s in result.stages]
+    finals = [
+        load_file(str(uninterrupted / s / "final" / "model.safetensors"))
+        for s in ("0-proposer", "1-tsf", "2-filter")
+    ]
     for key in finals[0]:
         assert torch.equal(finals[0][key], finals[1][key]) == (not key.startswith(("adapter", "seg_head")))
-    assert all(torch.equal(finals[1][k], finals[2][k]) for k in finals[1] if k.startswith(("proposer", "adapter")))
+    assert all(
+        torch.equal(finals[1][k], finals[2][k]) for k in finals[1] if k.startswith(("proposer", "adapter"))
+    )
     # checkpoints: every 5 steps, the last 2 kept
-    ckpts = CheckpointManager(tmp_path / "run" / "1-tsf" / "checkpoints", keep_last=2)
+    ckpts = CheckpointManager(uninterrupted / "1-tsf" / "checkpoints", keep_last=2)
     assert [s for s, _ in ckpts.complete()] == [15, 20]
     # a finished run resumes to nothing; a second start in the same folder is refused
-    again = train(recipe, tmp_path / "run", resume=True)
+    again = train(recipe, uninterrupted, resume=True)
     assert [s.steps_run for s in again.stages] == [0, 0, 0]
     with pytest.raises(ConfigError, match="already holds a run"):
-        train(recipe, tmp_path / "run")
+        train(recipe, uninterrupted)
     with pytest.raises(ConfigError, match="differs"):
-        train(load_recipe("toy", ["optim.lr=0.5"]), tmp_path / "run", resume=True)
+        train(load_recipe("toy", ["optim.lr=0.5"]), uninterrupted, resume=True)
 
 
-def test_sigkill_after_step_13_resumes_exactly(uninterrupted: Path, tmp_path: Path) -> None:
+def test_sigkill_then_resume_continues_the_exact_loss_curve(uninterrupted: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    killed = _sparrow("train", "toy", "--out", str(run), *QUIET, "--set", "debug.kill_at_step=13", "--set", "debug.kill_in_stage=1", check=False)
+    # 1. SIGKILL right after step 13 of stage 1 (the last checkpoint is step 10)
+    killed = _sparrow(
+        "train",
+        "toy",
+        "--out",
+        str(run),
+        *QUIET,
+        "--set",
+        "debug.kill_at_step=13",
+        "--set",
+        "debug.kill_in_stage=1",
+        check=False,
+    )
     assert killed.returncode == -9  # SIGKILL
     assert (run / "0-proposer" / "final").is_dir() and not (run / "1-tsf" / "final").exists()
     latest = CheckpointManager(run / "1-tsf" / "checkpoints", keep_last=2).latest()
     assert read_state(latest).step == 10
     assert max(r["step"] for r in read_metrics(run / "metrics.jsonl") if r["stage_index"] == 1) == 13
-    _sparrow("train", "--resume", str(run), *QUIET, "--set", "debug.kill_at_step=null")
-    assert _curve(run) == _curve(uninterrupted)
+
+    # 2. resume; SIGKILL again while the step-15 checkpoint of stage 2 is written (files complete, not published)
+    kill = [
+        "--set",
+        "debug.kill_at_step=15",
+        "--set",
+        "debug.kill_in_stage=2",
+        "--set",
+        "debug.kill_during_checkpoint=true",
+    ]
+    killed = _sparrow("train", "--resume", str(run), *QUIET, *kill, check=False)
+    assert killed.returncode == -9
+    folder = run / "2-filter" / "checkpoints"
+    assert (folder / ".tmp-step-00000015" / "model.safetensors").is_file()
+    assert (folder / "latest").read_text().strip() == "step-00000010"
+    assert read_state(CheckpointManager(folder, keep_last=2).latest()).step == 10
+
+    # 3. resume to the end (the recipe may be named again: it matches the stored one)
+    _sparrow("train", "toy", "--resume", str(run), *QUIET)
+    assert not (folder / ".tmp-step-00000015").exists()
+    assert _curve(run) == _curve(uninterrupted)  # steps 11-20 of stages 1 and 2 included, bit for bit
     for stage in ("0-proposer", "1-tsf", "2-filter"):
         a = load_file(str(run / stage / "final" / "model.safetensors"))
         b = load_file(str(uninterrupted / stage / "final" / "model.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigkill_while_writing_a_checkpoint_resumes_exactly(uninterrupted: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    kill = ["--set", "debug.kill_at_step=15", "--set", "debug.kill_in_stage=2", "--set", "debug.kill_during_checkpoint=true"]
-    killed = _sparrow("train", "toy", "--out", str(run), *QUIET, *kill, check=False)
-    assert killed.returncode == -9
-    folder = run / "2-filter" / "checkpoints"
-    assert (folder / ".tmp-step-00000015" / "model.safetensors").is_file()  # fully written, never published
-    assert (folder / "latest").read_text().strip() == "step-00000010"
-    assert read_state(CheckpointManager(folder, keep_last=2).latest()).step == 10
-    _sparrow("train", "toy", "--resume", str(run), *QUIET)  # the recipe may be given again: it matches
-    assert not (folder / ".tmp-step-00000015").exists()
-    assert _curve(run) == _curve(uninterrupted)
-
-
 def test_torchrun_two_ranks_see_different_samples_and_agree(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "sparrow", "train", "toy", "--out", str(run), *QUIET,
         "--set", "logging.sample_ids=true", "--set", "stages=[{stage: 1, steps: 10}]",
     ]  # fmt: skip

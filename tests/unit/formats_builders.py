@@ -69,6 +69,7 @@ def mevis_tables(videos=("vid_a", "vid_b"), *, synref: bool = False, revos: bool
             entry["objects"] = {"1": anno[1], "2": anno[2]}
             exps["0"].update(tags=["motion"], span=[0, 2])
             exps["1"].update(tags=["static", "size"], difficulty="hard")
+            exps["2"].update(tags="multi", span="second half")  # forms the reader keeps as they are
         if revos:
             entry.update(height=H, width=W)
             for i, e in exps.items():
@@ -97,9 +98,12 @@ def build_revos(root: Path):
     write_json(root / "meta_expressions_train_.json", {"videos": {}})
     write_json(root / "mask_dict.json", mask_dict)
     fg = {}
-    for vid, entry in meta["videos"].items():
+    for vid in meta["videos"]:
         union = expected[(vid, "2")]
-        fg[vid] = {"masks_rle": [rle_encode(m) for m in union], "foreground_ratio": [float(m.mean()) for m in union]}
+        fg[vid] = {
+            "masks_rle": [rle_encode(m) for m in union],
+            "foreground_ratio": [float(m.mean()) for m in union],
+        }
         write_frames(root / "JPEGImages" / vid, FRAMES)
     write_json(root / "mask_dict_foreground.json", fg)
     return expected
@@ -124,7 +128,10 @@ def build_ytvos(root: Path):
             "frames": list(YT_FRAMES),
         }
         meta_json["videos"][vid] = {
-            "objects": {"1": {"category": "box", "frames": list(YT_FRAMES)}, "2": {"category": "box", "frames": list(YT_FRAMES)}}
+            "objects": {
+                "1": {"category": "box", "frames": list(YT_FRAMES)},
+                "2": {"category": "box", "frames": list(YT_FRAMES)},
+            }
         }
         write_frames(root / "train" / "JPEGImages" / vid, YT_FRAMES)
         labels = label_maps(objs)
@@ -137,7 +144,10 @@ def build_ytvos(root: Path):
     valid = {"videos": {}}
     test = {"videos": {}}
     for vid in ("v_valid1", "v_valid2", "v_test1"):
-        entry = {"expressions": {"0": {"exp": f"the thing in {vid}"}, "1": {"exp": "another thing"}}, "frames": list(YT_FRAMES)}
+        entry = {
+            "expressions": {"0": {"exp": f"the thing in {vid}"}, "1": {"exp": "another thing"}},
+            "frames": list(YT_FRAMES),
+        }
         valid["videos"][vid] = entry
         if vid.startswith("v_test"):
             test["videos"][vid] = entry
@@ -169,10 +179,30 @@ def build_davis(root: Path, seqs=DAVIS_SEQS):
 
 REFDAVIS_TEXT = {
     # file: lines (the video name "clasic-car" is misspelled on purpose: ReferFormer fixes it)
-    "Davis17_annot1.txt": ['bike-packing 1 "a man on a bike"', 'bike-packing 2 "a backpack"', 'clasic-car 1 "a car"', 'clasic-car 2 "a man"'],
-    "Davis17_annot1_full_video.txt": ['bike-packing 1 "a man riding"', 'bike-packing 2 "a bag moving"', 'clasic-car 1 "a car parked"', 'clasic-car 2 "a man walking"'],
-    "Davis17_annot2.txt": ['bike-packing 1 "a cyclist"', 'bike-packing 2 "a red bag"', 'clasic-car 1 "an old café car"', 'clasic-car 2 "a person"'],
-    "Davis17_annot2_full_video.txt": ['bike-packing 2 "the bag"', 'bike-packing 1 "the cyclist"', 'clasic-car 1 "the car"', 'clasic-car 2 "the person"'],
+    "Davis17_annot1.txt": [
+        'bike-packing 1 "a man on a bike"',
+        'bike-packing 2 "a backpack"',
+        'clasic-car 1 "a car"',
+        'clasic-car 2 "a man"',
+    ],
+    "Davis17_annot1_full_video.txt": [
+        'bike-packing 1 "a man riding"',
+        'bike-packing 2 "a bag moving"',
+        'clasic-car 1 "a car parked"',
+        'clasic-car 2 "a man walking"',
+    ],
+    "Davis17_annot2.txt": [
+        'bike-packing 1 "a cyclist"',
+        'bike-packing 2 "a red bag"',
+        'clasic-car 1 "an old café car"',
+        'clasic-car 2 "a person"',
+    ],
+    "Davis17_annot2_full_video.txt": [
+        'bike-packing 2 "the bag"',
+        'bike-packing 1 "the cyclist"',
+        'clasic-car 1 "the car"',
+        'clasic-car 2 "the person"',
+    ],
 }
 
 
@@ -224,7 +254,14 @@ def build_videogcg(root: Path, n: int = 2):
     for idx in range(n):
         folder = root / f"{idx:06d}"
         objs = object_masks(shift=idx)
-        write_json(folder / "res.json", {"gt_text": GCG_TEXT, "gt_text_cleaned": "A red box moves toward a blue box.", "gt_phrases": ["red box", "a blue box"]})
+        write_json(
+            folder / "res.json",
+            {
+                "gt_text": GCG_TEXT,
+                "gt_text_cleaned": "A red box moves toward a blue box.",
+                "gt_phrases": ["red box", "a blue box"],
+            },
+        )
         write_frames(folder / "img_frames", [f"frame_{t}" for t in range(3)])
         for k in (0, 1):
             for t in range(3):
@@ -247,7 +284,9 @@ def build_sequences(root: Path):
             if t == 2 and k == 2:
                 continue  # object 2 has no mask file on the last frame: empty mask there
             write_binary_png(s1 / "mask" / str(k) / f"{name}.png", objs[k][t])
-    (s1 / "nlp.txt").write_text("[A red box](1) slides past [the blue box](2) and [both](1, 2) stop.\n", encoding="utf-8")
+    (s1 / "nlp.txt").write_text(
+        "[A red box](1) slides past [the blue box](2) and [both](1, 2) stop.\n", encoding="utf-8"
+    )
     (s1 / "groundtruth.txt").write_text("3,2,8,7\n4,2,8,7\nnan,nan,nan,nan\n")
     exp2 = objs[2].copy()
     exp2[2] = False

@@ -16,8 +16,10 @@ CORPUS = [
     "Sure, [BOX] [SEG].",
     "Sure, <p> the red square </p> [SEG] moves right past <p> the blue square </p> [SEG].",
     "What colour is the square on the left? It is red.",
+    "Where is the blue square? Answer with a box. Sure, [BOX].",
 ]
 QUESTION = "Can you segment the red square in this video?"
+BOX_QUESTION = "Where is the blue square? Answer with a box."
 CAPTION_QUESTION = "Describe the video in detail with grounded phrases."
 CAPTION = "Sure, <p> the red square </p> [SEG] moves right past <p> the blue square </p> [SEG]."
 

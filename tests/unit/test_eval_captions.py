@@ -80,7 +80,11 @@ def test_length_mismatch_rejected() -> None:
     ("raw", "text", "phrases"),
     [
         ("USER: hi ASSISTANT: A <p>red car</p> [SEG] drives.", "A red car drives.", ["red car"]),
-        ("x ASSISTANT: y ASSISTANT: <p> a dog </p>[SEG] and <p>a cat</p> [SEG]", "a dog and a cat", ["a dog", "a cat"]),
+        (
+            "x ASSISTANT: y ASSISTANT: <p> a dog </p>[SEG] and <p>a cat</p> [SEG]",
+            "a dog and a cat",
+            ["a dog", "a cat"],
+        ),
         ("'The man\nwalks.'", "The manwalks.", []),  # newlines deleted, then quotes stripped
         ("<p>a   b</p>", "a b", ["a  b"]),  # one pass of "  " -> " " inside phrases
         ("<s>text</s> <unk>", "text", []),

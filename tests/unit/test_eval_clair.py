@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sparrow.errors import EvaluationError
 from sparrow.evaluation.clair import (
     CLAIR_ATTEMPTS,
+    ClairScore,
+    CommandJudge,
     Judge,
     LexicalJudge,
     clair_prompt,
@@ -39,7 +46,10 @@ def test_prompt_is_the_official_text() -> None:
         ("I give it 72. Reason: both show a dog", (72.0, "both show a dog")),
         ("score -5", (5.0, "Unknown")),  # the number regex ignores the sign
         ('{"reason": "no score"} 55', (55.0, '" "no score"} 55')),  # KeyError -> first number, rest of line
-        ('{"score": 80, "nested": {"a": 1}}', (80.0, "Unknown")),  # cut at the first "}" -> invalid JSON -> 80
+        (
+            '{"score": 80, "nested": {"a": 1}}',
+            (80.0, "Unknown"),
+        ),  # cut at the first "}" -> invalid JSON -> 80
         ('{"score": "high"} but 40', (40.0, "Unknown")),  # official would crash here; we fall back
         ('{"score": null} 12 reason: weak', (12.0, "weak")),
         ("0", (0.0, "Unknown")),
@@ -94,3 +104,22 @@ def test_lexical_judge_is_deterministic_and_honest() -> None:
     # F1 of {a, dog, runs} vs {a, dog, sleeps}: 2 * 2 / (3 + 3)
     assert clair_score(["a dog runs"], ["a dog sleeps"], judge).score == pytest.approx(2 / 3, abs=1e-6)
     assert judge(clair_prompt(["x y"], ["y z"])) == judge(clair_prompt(["x y"], ["y z"]))
+
+
+def test_command_judge(tmp_path: Path) -> None:
+    script = tmp_path / "judge.py"
+    script.write_text(
+        "import sys\nprompt = sys.stdin.read()\n"
+        "if 'Candidate set:' not in prompt: sys.exit(3)\n"
+        'print(\'{"score": 70, "reason": "plugged in"}\')\n'
+    )
+    judge = CommandJudge(f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}")
+    assert judge.name.startswith("command: ") and str(script) in judge.name
+    assert clair_score(["a"], ["b"], judge) == ClairScore(score=0.7, reason="plugged in", attempts=1)
+    failing = CommandJudge(f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(4)'")
+    with pytest.raises(EvaluationError, match="exited with 4"):
+        failing("prompt")
+    with pytest.raises(EvaluationError, match="could not run"):
+        CommandJudge(str(tmp_path / "no-such-program"))("prompt")
+    with pytest.raises(EvaluationError, match="empty"):
+        CommandJudge("   ")

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from sparrow.errors import CheckpointError, DataFormatError
 from sparrow.evaluation.gcg import evaluate_gcg, read_gcg_side
-from sparrow.evaluation.gcg_metrics import greedy_miou, mask_ap50, match_phrases, pack_volume, volume_iou_matrix
+from sparrow.evaluation.gcg_metrics import (
+    greedy_miou,
+    mask_ap50,
+    match_phrases,
+    pack_volume,
+    volume_iou_matrix,
+)
 from sparrow.evaluation.text_similarity import (
     BertMeanPoolSimilarity,
     ConstantSimilarity,
@@ -96,7 +102,9 @@ def test_recall_stops_at_the_first_inadmissible_pair() -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 4), st.integers(0, 4), st.randoms(use_true_random=False))
 def test_lazy_and_eager_matching_agree(n_gt: int, n_pred: int, rnd) -> None:
-    ious = np.array([[rnd.choice([0.0, 0.3, 0.5, 0.6, 0.9]) for _ in range(n_pred)] for _ in range(n_gt)]).reshape(n_gt, n_pred)
+    ious = np.array(
+        [[rnd.choice([0.0, 0.3, 0.5, 0.6, 0.9]) for _ in range(n_pred)] for _ in range(n_gt)]
+    ).reshape(n_gt, n_pred)
     sims = {(i, j): rnd.choice([0.2, 0.5, 0.8]) for i in range(n_gt) for j in range(n_pred)}
     lazy = match_phrases(ious, lambda i, j: sims[i, j])
     assert lazy == match_phrases(ious, lambda i, j: sims[i, j], eager=True)
@@ -167,11 +175,31 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-bert")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "car", "blue", "bike", "the", "dog", "man"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "a",
+        "red",
+        "car",
+        "blue",
+        "bike",
+        "the",
+        "dog",
+        "man",
+    ]
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -229,21 +257,26 @@ B0 = box_mask(10, 20, 10, 20)
 
 def build_two_samples(root: Path) -> None:
     """Sample 0: 2 GT objects, 2 predictions (IoUs 0.8 and 0.3). Sample 1: perfect single object."""
-    write_gcg_sample(root, 0, "gt", "ASSISTANT: A <p>dog</p> [SEG] near a <p>red car</p> [SEG].", [[A0, A0], [B0, B0]])
+    write_gcg_sample(
+        root, 0, "gt", "ASSISTANT: A <p>dog</p> [SEG] near a <p>red car</p> [SEG].", [[A0, A0], [B0, B0]]
+    )
     write_gcg_sample(
         root,
         0,
         "pred",
         "A <p>dog</p> [SEG] and a <p>car</p> [SEG].",
-        [[box_mask(0, 10, 0, 8), box_mask(0, 10, 0, 8)], [box_mask(10, 20, 10, 13), box_mask(10, 20, 10, 13)]],
+        [
+            [box_mask(0, 10, 0, 8), box_mask(0, 10, 0, 8)],
+            [box_mask(10, 20, 10, 13), box_mask(10, 20, 10, 13)],
+        ],
     )
     write_gcg_sample(root, 1, "gt", "The <p>man</p> [SEG] waves.", [[A0, B0]])
     write_gcg_sample(root, 1, "pred", "The <p>man</p> [SEG] waves.", [[A0, B0]])
 
 
 def test_evaluate_gcg_single_folder(tmp_path: Path) -> None:
-    build_two_samples(tmp_path)
-    result = evaluate_gcg(tmp_path, captions=False, workers=1)
+    build_two_samples(tmp_path / "video_gcg")
+    result = evaluate_gcg(tmp_path, captions=False, workers=1)  # VideoGLaMM's --vis_save_path
     assert result.miou == pytest.approx(((0.8 + 0.3) / 2 + 1.0) / 2)
     # Recall: sample 0 matches (dog, dog) at IoU 0.8; the next pair has IoU 0.3 -> stop. Sample 1: 1/1.
     assert result.recall == pytest.approx(2 / 3)
@@ -261,7 +294,9 @@ def test_ap50_uses_volumes_in_sample_order(tmp_path: Path) -> None:
     stack = lambda m: np.vstack([m, m])  # noqa: E731
     gts = [rle_encode(stack(A0)), rle_encode(stack(B0))]
     preds = [rle_encode(stack(box_mask(0, 10, 0, 8))), rle_encode(stack(box_mask(10, 20, 10, 13)))]
-    expected = mask_ap50([(gts, preds), ([rle_encode(np.vstack([A0, B0]))], [rle_encode(np.vstack([A0, B0]))])])
+    expected = mask_ap50(
+        [(gts, preds), ([rle_encode(np.vstack([A0, B0]))], [rle_encode(np.vstack([A0, B0]))])]
+    )
     assert result.ap50 == pytest.approx(expected)
     assert 0.0 < result.ap50 < 1.0
 
@@ -275,10 +310,10 @@ def test_missing_prediction_and_failed_sample(tmp_path: Path) -> None:
     assert result.missing_predictions == ["000001"]
     assert result.samples[0].failure is not None and "mask_1.png" in result.samples[0].failure
     assert result.miou == 0.0 and result.recall == 0.0
-    with pytest.raises(DataFormatError, match="000001.*no prediction"):
+    with pytest.raises(DataFormatError, match=r"000001.*no prediction"):
         evaluate_gcg(gt, pred, captions=False, strict=True, workers=1)
     write_gcg_sample(pred, 1, "pred", "The <p>man</p> [SEG] waves.", [[A0, B0]])
-    with pytest.raises(DataFormatError, match="000000.*mask_1.png"):
+    with pytest.raises(DataFormatError, match=r"000000.*mask_1\.png"):
         evaluate_gcg(gt, pred, captions=False, strict=True, workers=1)
 
 
@@ -309,9 +344,9 @@ def test_layout_errors(tmp_path: Path) -> None:
         evaluate_gcg(tmp_path, captions=False, workers=1)
     (tmp_path / "000000").mkdir()
     (tmp_path / "000000" / "res.json").write_text("{not json")
-    with pytest.raises(DataFormatError, match="cannot read res.json"):
+    with pytest.raises(DataFormatError, match=r"cannot read res\.json"):
         evaluate_gcg(tmp_path, captions=False, workers=1)
     (tmp_path / "000000" / "res.json").unlink()
-    with pytest.raises(DataFormatError, match="without res.json"):
+    with pytest.raises(DataFormatError, match=r"without res\.json"):
         evaluate_gcg(tmp_path, captions=False, strict=True, workers=1)
     assert evaluate_gcg(tmp_path, captions=False, workers=1).skipped == ["000000"]

@@ -79,7 +79,9 @@ def test_mask_of_the_wrong_size_png_and_rle(tmp_path):
 def test_expression_naming_a_missing_object(tmp_path):
     build_sequences(tmp_path / "seq")
     (tmp_path / "seq" / "seq1" / "nlp.txt").write_text("[a box](3) and [another](1)")
-    assert _kinds(check_dataset("sparrow-seq", tmp_path / "seq")) == [("unknown-object", tmp_path / "seq" / "seq1" / "nlp.txt")]
+    assert _kinds(check_dataset("sparrow-seq", tmp_path / "seq")) == [
+        ("unknown-object", tmp_path / "seq" / "seq1" / "nlp.txt")
+    ]
 
     folder, _ = build_mevis(tmp_path / "mevis", synref=True)
     meta = json.loads((folder / "meta_expressions.json").read_text())
@@ -97,7 +99,10 @@ def test_expression_naming_a_missing_object(tmp_path):
     text = tmp_path / "rd" / "davis_text_annotations" / "Davis17_annot1.txt"
     text.write_text(text.read_text() + 'bike-packing 5 "a ghost"\n')
     problems = check_dataset("ref-davis17", tmp_path / "rd")
-    assert {p.kind for p in problems} == {"bad-entry", "unknown-object"}  # also: no expression in 3 other files
+    assert {p.kind for p in problems} == {
+        "bad-entry",
+        "unknown-object",
+    }  # also: no expression in 3 other files
     assert any(p.kind == "unknown-object" and "['5']" in p.message for p in problems)
 
 
@@ -106,7 +111,10 @@ def test_malformed_json_is_reported_and_the_rest_still_checked(tmp_path):
     (folder / "mask_dict.json").write_text("{not json")
     (folder / "JPEGImages" / "vid_a" / "00000.jpg").unlink()
     problems = check_dataset("mevis", tmp_path)
-    assert _kinds(problems) == [("missing-frame", folder / "JPEGImages" / "vid_a" / "00000.jpg"), ("bad-json", folder / "mask_dict.json")]
+    assert _kinds(problems) == [
+        ("missing-frame", folder / "JPEGImages" / "vid_a" / "00000.jpg"),
+        ("bad-json", folder / "mask_dict.json"),
+    ]
     (folder / "meta_expressions.json").write_text('{"videos": [1, 2]}')
     assert _kinds(check_dataset("mevis", tmp_path)) == [("bad-json", folder / "meta_expressions.json")]
 
@@ -114,7 +122,9 @@ def test_malformed_json_is_reported_and_the_rest_still_checked(tmp_path):
 def test_every_problem_is_listed_not_just_the_first(tmp_path):
     build_videogcg(tmp_path)
     write_binary_png(tmp_path / "000000" / "gt_masks_0" / "mask_1.png", np.zeros((5, 5), bool))
-    (tmp_path / "000001" / "gt_masks_1" / "mask_2.png").unlink()  # binary masks: a missing file is an empty mask
+    (
+        tmp_path / "000001" / "gt_masks_1" / "mask_2.png"
+    ).unlink()  # binary masks: a missing file is an empty mask
     (tmp_path / "000001" / "res.json").write_text('{"gt_text": 3}')
     problems = check_dataset("videogcg", tmp_path)
     assert _kinds(problems) == [
@@ -137,12 +147,16 @@ runner = CliRunner()
 
 def test_cli_exit_codes_table_and_json(tmp_path):
     folder, _ = build_mevis(tmp_path / "ds")
-    ok = runner.invoke(app, ["data", "check", "mevis", "--root", str(tmp_path / "ds"), "--json", str(tmp_path / "ok.json")])
+    ok = runner.invoke(
+        app, ["data", "check", "mevis", "--root", str(tmp_path / "ds"), "--json", str(tmp_path / "ok.json")]
+    )
     assert ok.exit_code == 0 and "no problems" in ok.output
     assert json.loads((tmp_path / "ok.json").read_text())["problems"] == []
     (folder / "JPEGImages" / "vid_a" / "00002.jpg").unlink()
     (folder / "mask_dict.json").write_text("[")
-    bad = runner.invoke(app, ["data", "check", "mevis", "--root", str(tmp_path / "ds"), "--json", str(tmp_path / "bad.json")])
+    bad = runner.invoke(
+        app, ["data", "check", "mevis", "--root", str(tmp_path / "ds"), "--json", str(tmp_path / "bad.json")]
+    )
     assert bad.exit_code == 1
     assert "missing-frame" in bad.output and "bad-json" in bad.output
     report = json.loads((tmp_path / "bad.json").read_text())
@@ -157,3 +171,19 @@ def test_cli_list_and_unknown_format(tmp_path):
     assert names[:3] == ["mevis", "ref-youtube-vos", "revos"] and "sparrow-seq" in names
     bad = runner.invoke(app, ["data", "check", "nope", "--root", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown dataset format" in str(bad.exception)
+
+
+def test_malformed_mask_dict_entries_are_each_reported(tmp_path):
+    folder, _ = build_mevis(tmp_path)
+    table = json.loads((folder / "mask_dict.json").read_text())
+    table["0"] = "not a list"
+    table["3"][1] = {"counts": "x"}
+    table["2"] = table["2"][:2]
+    write_json(folder / "mask_dict.json", table)
+    problems = check_dataset("mevis", tmp_path)
+    assert [(p.kind, p.path.name) for p in problems] == [
+        ("bad-entry", "mask_dict.json"),
+        ("frame-count", "mask_dict.json"),
+        ("bad-entry", "mask_dict.json"),
+    ]
+    assert "entry 0" in problems[0].message and "anno_id 3, frame 1" in problems[2].message

@@ -20,7 +20,10 @@ def test_reader_semi_and_unsupervised(tmp_path):
         video = split.videos["bike-packing"]
         assert video.frame_names == FRAMES and video.frame_ext == ".jpg"
         folder = "Annotations" if task == "semi-supervised" else "Annotations_unsupervised"
-        assert split.label_maps["bike-packing"].paths[0] == tmp_path / folder / "480p" / "bike-packing" / "00000.png"
+        assert (
+            split.label_maps["bike-packing"].paths[0]
+            == tmp_path / folder / "480p" / "bike-packing" / "00000.png"
+        )
         np.testing.assert_array_equal(split.label_maps["classic-car"].load_labels(), labels["classic-car"])
     assert read_davis(tmp_path, "train").videos == {}
 

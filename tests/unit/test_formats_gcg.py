@@ -56,7 +56,11 @@ def test_writer_layout(tmp_path):
         writer.add(0, pred_text, gt.load_masks())
         writer.add(1, pred_text, gt.load_masks(), gt=gt)
     res = json.loads((tmp_path / "pred" / "000000" / "res.json").read_text())
-    assert res == {"pred_text": pred_text, "pred_text_cleaned": "A red box near a box .", "pred_phrases": ["red box", "a box"]}
+    assert res == {
+        "pred_text": pred_text,
+        "pred_text_cleaned": "A red box near a box .",
+        "pred_phrases": ["red box", "a box"],
+    }
     with Image.open(tmp_path / "pred" / "000000" / "pred_masks_1" / "mask_2.png") as im:
         assert im.mode == "L" and set(np.unique(np.asarray(im)).tolist()) == {0, 255}
     full = tmp_path / "pred" / "000001"

@@ -19,7 +19,11 @@ VALID = [
     ("", "", []),
     ("a red car", "a red car", []),
     ("[red car](1)", "red car", [("red car", (1,), 0, 7)]),
-    ("A [red car](1) and [two dogs](2, 3).", "A red car and two dogs.", [("red car", (1,), 2, 9), ("two dogs", (2, 3), 14, 22)]),
+    (
+        "A [red car](1) and [two dogs](2, 3).",
+        "A red car and two dogs.",
+        [("red car", (1,), 2, 9), ("two dogs", (2, 3), 14, 22)],
+    ),
     ("[ padded ](4)", "padded", [("padded", (4,), 0, 6)]),
     ("[x](  10 ,2 )", "x", [("x", (10, 2), 0, 1)]),
     ("[sic] text", "[sic] text", []),  # no "(" right after "]": literal
@@ -68,7 +72,9 @@ def test_gcg_form():
     assert to_gcg_caption(parsed) == "A <p> red car </p> [SEG] passes <p> two dogs </p> [SEG]."
 
 
-_plain = st.text(alphabet=st.characters(blacklist_characters="[]()", blacklist_categories=("Cs",)), max_size=12)
+_plain = st.text(
+    alphabet=st.characters(blacklist_characters="[]()", blacklist_categories=("Cs",)), max_size=12
+)
 _phrase = _plain.map(str.strip).filter(bool)
 _ids = st.lists(st.integers(1, 999), min_size=1, max_size=4, unique=True).map(tuple)
 

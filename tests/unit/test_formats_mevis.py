@@ -22,7 +22,11 @@ def test_reader_records_and_masks(tmp_path):
     assert video.frame_names == FRAMES and video.frame_numbers == (0, 1, 2)
     assert video.frame_paths()[1] == folder / "JPEGImages" / "vid_a" / "00001.jpg"
     assert video.size is None and video.object_ids is None
-    assert [(e.video_id, e.exp_id) for e in split.expressions][:3] == [("vid_a", "0"), ("vid_a", "1"), ("vid_a", "2")]
+    assert [(e.video_id, e.exp_id) for e in split.expressions][:3] == [
+        ("vid_a", "0"),
+        ("vid_a", "1"),
+        ("vid_a", "2"),
+    ]
     both = split.expressions[2]
     assert both.obj_ids == ("1", "2") and both.anno_ids == ("0", "1")
     for exp in split.expressions:
@@ -48,6 +52,8 @@ def test_reader_exposes_synref_extras(tmp_path):
     first, second = split.expressions[0], split.expressions[1]
     assert first.tags == ("motion",) and first.span == (0, 2)
     assert second.tags == ("static", "size") and second.extra == {"difficulty": "hard"}
+    third = split.expressions[2]
+    assert third.tags == ("multi",) and third.span is None and third.extra == {"span": "second half"}
 
 
 def test_mask_dict_is_parsed_lazily_and_shared(tmp_path):
@@ -73,7 +79,9 @@ def test_broken_and_missing_json_raise_with_path(tmp_path):
 
 def test_bad_entries_raise_in_strict_mode(tmp_path):
     folder, _ = build_mevis(tmp_path)
-    (folder / "meta_expressions.json").write_text('{"videos": {"a": {"frames": ["00000"], "expressions": {"0": {"obj_id": [1]}}}}}')
+    (folder / "meta_expressions.json").write_text(
+        '{"videos": {"a": {"frames": ["00000"], "expressions": {"0": {"obj_id": [1]}}}}}'
+    )
     with pytest.raises(DataFormatError, match="needs an 'exp' string"):
         read_mevis(tmp_path, "valid_u")
 
@@ -121,4 +129,28 @@ def test_round_trip_through_eval_is_perfect(tmp_path):
     split = read_mevis(tmp_path, "valid_u")
     _write_results(tmp_path / "results", split)
     result = evaluate_mevis(folder, tmp_path / "results", workers=1)
-    assert result.j == pytest.approx(1.0) and result.f == pytest.approx(1.0) and result.jf == pytest.approx(1.0)
+    assert (pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0)) == (result.J, result.F, result.JF)
+    assert len(result.expressions) == 6 and not result.dropped
+
+
+def test_round_trip_through_the_cli(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from sparrow.cli.app import app
+
+    folder, _ = build_mevis(tmp_path)
+    split = read_mevis(tmp_path, "valid_u")
+    _write_results(tmp_path / "results", split)
+    args = ["eval", "mevis", "--gt", str(folder), "--results", str(tmp_path / "results"), "--workers", "1"]
+    out = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "r.json").read_text())["J&F"] == pytest.approx(1.0)
+    # a wrong prediction scores below 1: the round trip can fail
+    with mevis_results_writer(tmp_path / "shifted") as writer:
+        for exp in split.expressions:
+            writer.add(exp.video_id, exp.exp_id, FRAMES, np.roll(exp.load_masks(), 3, axis=2))
+    from sparrow.evaluation.mevis import evaluate_mevis
+
+    assert evaluate_mevis(folder, tmp_path / "shifted").JF < 0.9

@@ -14,8 +14,14 @@ from sparrow.data.formats.refdavis import VIDEOGLAMM_FOLDERS, parse_annotation_l
 
 
 def test_parse_lines_fixes_names_and_quotes():
-    rows = parse_annotation_lines('clasic-car 1 "a  red car"\n\ndog-scale 2 "a dog"\nmotor-bike 1 no quotes here\nx\n')
-    assert rows == [("classic-car", "1", "a red car"), ("dogs-scale", "2", "a dog"), ("motorbike", "1", "no quotes here")]
+    rows = parse_annotation_lines(
+        'clasic-car 1 "a  red car"\n\ndog-scale 2 "a dog"\nmotor-bike 1 no quotes here\nx\n'
+    )
+    assert rows == [
+        ("classic-car", "1", "a red car"),
+        ("dogs-scale", "2", "a dog"),
+        ("motorbike", "1", "no quotes here"),
+    ]
 
 
 def test_reader_exp_ids_order_and_encodings(tmp_path):
@@ -33,7 +39,10 @@ def test_reader_exp_ids_order_and_encodings(tmp_path):
     assert bike["6"].extra == {"anno_set": 2, "annotator": 2, "full_video": False}
     objs = object_masks(shift=1)
     np.testing.assert_array_equal(car["5"].load_masks(), objs[2])
-    assert car["0"].masks.paths[0] == tmp_path / "DAVIS" / "Annotations_unsupervised" / "480p" / "classic-car" / "00000.png"
+    assert (
+        car["0"].masks.paths[0]
+        == tmp_path / "DAVIS" / "Annotations_unsupervised" / "480p" / "classic-car" / "00000.png"
+    )
 
 
 def test_referformer_rule():
@@ -51,7 +60,9 @@ def _write_submission(out, split, **kw):
         for vid, video in split.videos.items():
             exps = split.expressions_of(vid)
             for a in range(4):
-                probs = np.stack([e.load_masks().astype(np.float32) for e in exps if e.extra["anno_set"] == a])
+                probs = np.stack(
+                    [e.load_masks().astype(np.float32) for e in exps if e.extra["anno_set"] == a]
+                )
                 writer.add_probabilities(vid, a, video.frame_names, probs)
 
 
@@ -67,19 +78,22 @@ def test_submission_layout(tmp_path):
 
 
 def test_round_trip_referformer_protocol_is_perfect(tmp_path):
-    from sparrow.evaluation.refdavis import evaluate_refdavis
+    from sparrow.evaluation.refdavis import evaluate_refdavis_referformer
 
     build_refdavis(tmp_path / "ref-davis")
     split = read_ref_davis(tmp_path / "ref-davis", "val")
     _write_submission(tmp_path / "sub", split)
-    result = evaluate_refdavis(tmp_path / "ref-davis" / "DAVIS", tmp_path / "sub", workers=1)
-    assert result.jf_mean == pytest.approx(1.0)
+    result = evaluate_refdavis_referformer(
+        tmp_path / "ref-davis" / "DAVIS", tmp_path / "sub", workers=1, strict=True
+    )
+    assert (pytest.approx(1.0),) * 3 == (result.J, result.F, result.JF) and len(result.sets) == 4
 
 
 def test_round_trip_per_expression_protocol_is_perfect(tmp_path):
     """Ref-DAVIS -> MeViS-layout GT (convert), predictions in the MeViS tree, ``evaluate_mevis``."""
     from sparrow.data.formats import mevis_results_writer
     from sparrow.evaluation.mevis import evaluate_mevis
+    from sparrow.evaluation.refdavis import evaluate_refdavis_per_expression
 
     build_refdavis(tmp_path / "ref-davis")
     report = convert("ref-davis17", "mevis", tmp_path / "ref-davis", tmp_path / "gt", split="val")
@@ -90,4 +104,9 @@ def test_round_trip_per_expression_protocol_is_perfect(tmp_path):
     with mevis_results_writer(tmp_path / "pred") as writer:
         for e in split.expressions:
             writer.add(e.video_id, e.exp_id, split.videos[e.video_id].frame_names, e.load_masks())
-    assert evaluate_mevis(tmp_path / "gt", tmp_path / "pred", workers=1).jf == pytest.approx(1.0)
+    assert pytest.approx(1.0) == evaluate_mevis(tmp_path / "gt", tmp_path / "pred", strict=True).JF
+    davis = tmp_path / "ref-davis" / "DAVIS"
+    per_exp = evaluate_refdavis_per_expression(
+        davis, tmp_path / "gt" / "meta_expressions.json", tmp_path / "pred", strict=True
+    )
+    assert pytest.approx(1.0) == per_exp.JF and len(per_exp.expressions) == 16

@@ -44,7 +44,8 @@ def test_round_trip_through_eval_is_perfect(tmp_path):
     build_revos(tmp_path / "ReVOS")
     split = read_revos(tmp_path / "ReVOS", "valid")
     _write(tmp_path / "pred", split)
-    result = evaluate_revos(tmp_path / "ReVOS", tmp_path / "pred", workers=1)
-    overall = result.overall
-    assert overall["J"] == pytest.approx(100.0) and overall["F"] == pytest.approx(100.0)
-    assert overall["JF"] == pytest.approx(100.0)
+    result = evaluate_revos(tmp_path / "ReVOS", tmp_path / "pred", workers=1, strict=True)
+    for subset in ("referring", "reason", "overall"):
+        scores = result.subsets[subset]
+        assert (scores["J"], scores["F"], scores["JF"]) == (pytest.approx(100.0),) * 3
+    assert result.subsets["overall"]["R"] == pytest.approx(100.0)  # no false positive at all

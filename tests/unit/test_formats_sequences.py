@@ -48,7 +48,10 @@ def test_reader(tmp_path):
     for e in split.expressions:
         np.testing.assert_array_equal(e.load_masks(), expected[(e.video_id, e.exp_id)])
     (cap,) = split.captions
-    assert cap.caption == "<p> A red box </p> [SEG] slides past <p> the blue box </p> [SEG] and <p> both </p> [SEG] stop."
+    assert (
+        cap.caption
+        == "<p> A red box </p> [SEG] slides past <p> the blue box </p> [SEG] and <p> both </p> [SEG] stop."
+    )
     assert cap.caption_cleaned == "A red box slides past the blue box and both stop."
     (tube,) = split.tubes
     assert tube.span == (1, 3) and list(tube.boxes) == [1, 2]
@@ -72,12 +75,19 @@ def test_reader_errors(tmp_path):
 def test_conversations(tmp_path):
     build_sequences(tmp_path)
     convs = list(conversations(read_sparrow_sequences(tmp_path)))
-    assert [c.turns[0].text for c in convs[:2]] == ["Can you segment A red box in this video?", "Can you segment the blue box in this video?"]
+    assert [c.turns[0].text for c in convs[:2]] == [
+        "Can you segment A red box in this video?",
+        "Can you segment the blue box in this video?",
+    ]
     assert convs[0].turns[1].text == "Sure, [SEG]." and len(convs[0].targets) == 1
     tube = convs[4]
     assert tube.targets[0].span == (1, 3) and tube.targets[0].boxes is not None
     gcg = convs[5]
-    assert gcg.turns[0].text == GCG_PROMPT and [t.phrase for t in gcg.targets] == ["A red box", "the blue box", "both"]
+    assert gcg.turns[0].text == GCG_PROMPT and [t.phrase for t in gcg.targets] == [
+        "A red box",
+        "the blue box",
+        "both",
+    ]
 
 
 def test_convert_to_mevis_round_trips_the_masks(tmp_path):

@@ -29,14 +29,20 @@ def _write_split(folder):
     videos = {}
     for v in range(N_VIDEOS):
         exps = {
-            str(e): {"exp": f"object {e} of video {v} moving left", "obj_id": [e % 3], "anno_id": [3 * v + e % 3]}
+            str(e): {
+                "exp": f"object {e} of video {v} moving left",
+                "obj_id": [e % 3],
+                "anno_id": [3 * v + e % 3],
+            }
             for e in range(N_EXPRESSIONS)
         }
         videos[f"video_{v:04d}"] = {"expressions": exps, "frames": frames}
     folder.mkdir(parents=True)
     (folder / "meta_expressions.json").write_text(json.dumps({"videos": videos}))
     rle = {"size": [480, 854], "counts": "PPYo0"}
-    (folder / "mask_dict.json").write_text(json.dumps({str(a): [rle] * N_FRAMES for a in range(3 * N_VIDEOS)}))
+    (folder / "mask_dict.json").write_text(
+        json.dumps({str(a): [rle] * N_FRAMES for a in range(3 * N_VIDEOS)})
+    )
 
 
 def test_index_1000_videos_fast_without_decoding(tmp_path, monkeypatch):

@@ -18,7 +18,12 @@ def test_vidstg_reader(tmp_path):
     split = read_vidstg(tmp_path, "test")
     assert split.files == (tmp_path / "annotations" / "test.json",)
     decl, inter = split.tubes
-    assert (decl.query_id, decl.qtype, decl.span, decl.sentence) == ("0", "declarative", (2, 9), "a dog runs.")
+    assert (decl.query_id, decl.qtype, decl.span, decl.sentence) == (
+        "0",
+        "declarative",
+        (2, 9),
+        "a dog runs.",
+    )
     assert (inter.qtype, inter.span, inter.target_id) == ("interrogative", (3, 9), "3")
     assert list(decl.boxes) == list(range(2, 9)) and 9 not in decl.boxes and 1 not in decl.boxes
     np.testing.assert_array_equal(decl.boxes[4], [6.0, 3.0, 16.0, 11.0])  # xywh [6,3,10,8] -> xyxy
@@ -51,7 +56,9 @@ def test_hcstvg_reader(tmp_path):
 def test_prediction_json_layout_and_validation(tmp_path):
     out = tmp_path / "pred.json"
     write_stvg_predictions(out, {"7": StvgPrediction((3, 9), {3: (1, 2, 3, 4), 4: np.array([1.5, 2, 3, 4])})})
-    assert json.loads(out.read_text()) == {"7": {"sted": [3, 9], "boxes": {"3": [1.0, 2.0, 3.0, 4.0], "4": [1.5, 2.0, 3.0, 4.0]}}}
+    assert json.loads(out.read_text()) == {
+        "7": {"sted": [3, 9], "boxes": {"3": [1.0, 2.0, 3.0, 4.0], "4": [1.5, 2.0, 3.0, 4.0]}}
+    }
     with pytest.raises(ValueError, match="4 finite numbers"):
         write_stvg_predictions(tmp_path / "bad.json", {"1": StvgPrediction((0, 1), {0: (1, 2, 3)})})
     with pytest.raises(ValueError, match="before start"):

@@ -64,16 +64,25 @@ def test_submission_zip_holds_the_annotations_folder(tmp_path):
 
 
 def test_round_trip_on_train_through_eval_is_perfect(tmp_path):
-    """The server metric is not public: score a held-out train part locally (GT via convert)."""
+    """The server metric is not public: score the train split locally, against its palette PNGs
+    directly and against the MeViS-layout GT that ``convert`` writes."""
     from sparrow.evaluation.mevis import evaluate_mevis
 
-    build_ytvos(tmp_path / "ytvos")
-    convert("ref-youtube-vos", "mevis", tmp_path / "ytvos", tmp_path / "gt", split="train")
-    train = read_ref_youtube_vos(tmp_path / "ytvos", "train")
+    root = tmp_path / "ytvos"
+    build_ytvos(root)
+    convert("ref-youtube-vos", "mevis", root, tmp_path / "gt", split="train")
+    train = read_ref_youtube_vos(root, "train")
     with ref_youtube_vos_writer(tmp_path / "submission.zip") as writer:
         for exp in train.expressions:
             writer.add(exp.video_id, exp.exp_id, train.videos[exp.video_id].frame_names, exp.load_masks())
     with zipfile.ZipFile(tmp_path / "submission.zip") as zf:
         zf.extractall(tmp_path / "unzipped")
-    result = evaluate_mevis(tmp_path / "gt", tmp_path / "unzipped" / "Annotations", workers=1)
-    assert result.jf == pytest.approx(1.0)
+    pred = tmp_path / "unzipped" / "Annotations"
+    direct = evaluate_mevis(
+        None,
+        pred,
+        meta=root / "meta_expressions" / "train" / "meta_expressions.json",
+        annotations_dir=root / "train" / "Annotations",
+    )
+    assert pytest.approx(1.0) == direct.JF and len(direct.expressions) == 4
+    assert pytest.approx(1.0) == evaluate_mevis(tmp_path / "gt", pred).JF

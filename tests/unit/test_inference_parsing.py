@@ -24,7 +24,12 @@ CASES = [
     ("Sure, <p> red circle </p> [BOX] [SE", "Sure, red circle", [], ["partial tag", "[BOX] without [SEG]"]),
     ("Sure <p", "Sure", [], ["partial tag"]),
     ("a </p> b", "a b", [], ["unmatched </p>"]),
-    ("<p> red circle [SEG] left", "red circle left", [("red circle", False, 0, None)], ["unclosed <p> was closed"]),
+    (
+        "<p> red circle [SEG] left",
+        "red circle left",
+        [("red circle", False, 0, None)],
+        ["unclosed <p> was closed"],
+    ),
     ("<p> a <p> b </p> [SEG]", "a b", [("b", False, 0, None)], ["opened twice"]),
     ("<p> x </p> [SEG] [SEG]", "x", [("x", False, 0, None), (None, False, 1, None)], []),
     ("[BOX] [BOX] [SEG]", "", [(None, True, 0, 1)], ["[BOX] without [SEG]"]),

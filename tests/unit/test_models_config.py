@@ -34,7 +34,9 @@ def test_base_names_the_published_architecture() -> None:
 
 
 def test_overrides_from_strings_and_dicts() -> None:
-    c = load_config("tiny", ["tsf.mode=off", "box_prompt=false", "losses.mask_bce=3", "spatial.hf.image_size=32"])
+    c = load_config(
+        "tiny", ["tsf.mode=off", "box_prompt=false", "losses.mask_bce=3", "spatial.hf.image_size=32"]
+    )
     assert c.tsf.mode == "off" and c.box_prompt is False and c.losses.mask_bce == 3.0
     assert c.spatial.hf["image_size"] == 32 and c.spatial.hf["patch_size"] == 8  # hf dicts merge
     d = c.replace({"propagation": "framewise", "llm": {"path": "/models/x"}})

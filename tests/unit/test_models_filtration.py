@@ -10,6 +10,15 @@ from sparrow.models.losses import box_l1_giou_loss, proposal_selection_loss
 from sparrow.models.proposer import ProposerOutput
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small ops on 2 shared cores: more intra-op threads only add contention (10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _proposals(n: int = 2, q: int = 6, dim: int = 16, seed: int = 0) -> ProposerOutput:
     g = torch.Generator().manual_seed(seed)
     centres = 0.2 + 0.6 * torch.rand(n, q, 2, generator=g)

@@ -24,6 +24,15 @@ from sparrow.models.losses import (
 from sparrow.models.proposer import ProposerOutput
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small ops on 2 shared cores: more intra-op threads only add contention (10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_mask_bce_golden_values() -> None:
     logits = torch.zeros(2, 1, 4, 4)
     targets = torch.ones(2, 1, 4, 4)

@@ -19,6 +19,15 @@ from sparrow.models.proposer import (
 from sparrow.structures.boxes import box_convert, box_iou
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small ops on 2 shared cores: more intra-op threads only add contention (10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_sine_position_encoding_values() -> None:
     pos = sine_position_encoding_2d(2, 3, 8)
     assert pos.shape == (6, 8)

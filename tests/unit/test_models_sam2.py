@@ -3,8 +3,6 @@ video path, propagation order / determinism / key-frame equality, weight loading
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -24,7 +22,15 @@ from sparrow.models.sam2 import (
 )
 from sparrow.structures.boxes import box_convert
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small ops on 2 shared cores: more intra-op threads only add contention (10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 S = 128
 
@@ -202,6 +208,17 @@ def test_propagate_order_shapes_determinism_and_key_frame_equality(adapter: Sam2
     assert train.object_score_logits.item() > 0
     assert torch.allclose(run[0][1], train.mask_logits, atol=1e-5)
     assert torch.allclose(run[0][2], train.object_score_logits, atol=1e-5)
+
+
+def test_dropping_outputs_beyond_the_memory_window_changes_nothing(adapter: Sam2Adapter, monkeypatch) -> None:
+    pixels = torch.randn(21, 3, S, S, generator=torch.Generator().manual_seed(2))
+    box = torch.tensor([[0.5, 0.5, 0.3, 0.3]])
+    assert adapter._memory_window() == 16
+    bounded = list(adapter.propagate(pixels, 2, box=box, seg_embedding=None))
+    monkeypatch.setattr(adapter, "_memory_window", lambda: 10**6)  # keep every output
+    unbounded = list(adapter.propagate(pixels, 2, box=box, seg_embedding=None))
+    for (t1, l1, s1), (t2, l2, s2) in zip(bounded, unbounded, strict=True):
+        assert t1 == t2 and torch.equal(l1, l2) and torch.equal(s1, s2)
 
 
 def test_propagate_edges_and_object_gating() -> None:

@@ -35,7 +35,9 @@ def _draw() -> tuple[float, float, list[float]]:
 
 def _save(manager: CheckpointManager, step: int, **kwargs) -> Path:
     state = TrainerState(0, 1, step, SamplerState(0, step), 1)
-    return manager.save(step, write_shared=lambda f: write_state(f, state), write_rank=lambda f: save_rng(f, 0), **kwargs)
+    return manager.save(
+        step, write_shared=lambda f: write_state(f, state), write_rank=lambda f: save_rng(f, 0), **kwargs
+    )
 
 
 def test_save_publishes_points_and_prunes(tmp_path: Path) -> None:
@@ -47,7 +49,11 @@ def test_save_publishes_points_and_prunes(tmp_path: Path) -> None:
     assert manager.latest() == tmp_path / "ckpt" / "step-00000015"
     assert (tmp_path / "ckpt" / "latest").read_text().strip() == "step-00000015"
     assert read_state(manager.latest()).sampler == SamplerState(0, 15)
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["latest", "step-00000010", "step-00000015"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "latest",
+        "step-00000010",
+        "step-00000015",
+    ]
 
 
 def test_a_crash_before_publication_leaves_the_previous_checkpoint(tmp_path: Path) -> None:

@@ -48,10 +48,19 @@ def test_defaults_are_the_papers() -> None:
 
 
 def test_set_overrides_parse_yaml_scalars(tmp_path: Path) -> None:
-    path = _write(tmp_path / "r.yaml", {**MINIMAL, "stages": [{"stage": 0, "steps": 5}, {"stage": 1, "steps": 6}]})
+    path = _write(
+        tmp_path / "r.yaml", {**MINIMAL, "stages": [{"stage": 0, "steps": 5}, {"stage": 1, "steps": 6}]}
+    )
     recipe = load_recipe(
         path,
-        ["optim.lr=1e-4", "stages.1.steps=50", "model.init=null", "train.deterministic=false", "optim.betas=[0.8, 0.9]", "stages.0.optim.lr=0.5"],
+        [
+            "optim.lr=1e-4",
+            "stages.1.steps=50",
+            "model.init=null",
+            "train.deterministic=false",
+            "optim.betas=[0.8, 0.9]",
+            "stages.0.optim.lr=0.5",
+        ],
     )
     assert recipe.optim.lr == pytest.approx(1e-4)
     assert recipe.stages[1].steps == 50
@@ -127,7 +136,9 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 def test_resume_compatibility() -> None:
     stored = recipe_from_dict(MINIMAL)
-    same = recipe_from_dict({**MINIMAL, "logging": {"every": 7}, "debug": {"kill_at_step": 3}, "checkpoint": {"keep_last": 9}})
+    same = recipe_from_dict(
+        {**MINIMAL, "logging": {"every": 7}, "debug": {"kill_at_step": 3}, "checkpoint": {"keep_last": 9}}
+    )
     check_resumable(stored, same, "recipe.yaml")
     other = recipe_from_dict({**MINIMAL, "optim": {"lr": 1.0}})
     with pytest.raises(ConfigError, match=r"optim\.lr"):

@@ -64,7 +64,10 @@ def test_stream_is_deterministic_and_seeded() -> None:
 def test_ranks_split_each_global_batch() -> None:
     sizes, weights = [12, 9], [1.0, 2.0]
     single = _stream(MixtureSampler(sizes, weights, batch_size=4, seed=3), 10)
-    ranks = [_stream(MixtureSampler(sizes, weights, batch_size=2, seed=3, world_size=2, rank=r), 10) for r in range(2)]
+    ranks = [
+        _stream(MixtureSampler(sizes, weights, batch_size=2, seed=3, world_size=2, rank=r), 10)
+        for r in range(2)
+    ]
     for step in range(10):
         r0, r1 = ranks[0][step], ranks[1][step]
         assert {x.position for x in r0}.isdisjoint({x.position for x in r1})
@@ -75,7 +78,13 @@ def test_epoch_rolls_over_and_drops_the_remainder() -> None:
     sampler = MixtureSampler([5], [1.0], batch_size=2, seed=0)  # 5 samples -> 2 steps per epoch
     assert sampler.steps_per_epoch == 2
     states = [s for _, s in islice(sampler.batches(SamplerState()), 5)]
-    assert states == [SamplerState(0, 2), SamplerState(1, 0), SamplerState(1, 2), SamplerState(2, 0), SamplerState(2, 2)]
+    assert states == [
+        SamplerState(0, 2),
+        SamplerState(1, 0),
+        SamplerState(1, 2),
+        SamplerState(2, 0),
+        SamplerState(2, 2),
+    ]
 
 
 @settings(max_examples=25, deadline=None)

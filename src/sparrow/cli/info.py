@@ -28,7 +28,9 @@ def info() -> None:
     table.add_row("av (PyAV)", av.__version__)
     table.add_row("torch threads", str(torch.get_num_threads()))
     cuda = torch.cuda.is_available()
-    table.add_row("cuda", f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda else "not available")
+    table.add_row(
+        "cuda", f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda else "not available"
+    )
     model = bundled_model_dir()
     table.add_row("bundled model", str(model) if model.is_dir() else f"{model} (not present)")
     Console().print(table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .records import (  # noqa: E402  (formats engineer: the record types)
+from .records import (
     CaptionRecord,
     Conversation,
     DatasetSplit,
@@ -13,3 +13,15 @@ from .records import (  # noqa: E402  (formats engineer: the record types)
     Turn,
     VideoRecord,
 )
+
+__all__ = [
+    "CaptionRecord",
+    "Conversation",
+    "DatasetSplit",
+    "ExpressionRecord",
+    "GroundingTarget",
+    "LabelMapRecord",
+    "TubeRecord",
+    "Turn",
+    "VideoRecord",
+]

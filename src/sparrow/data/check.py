@@ -27,9 +27,9 @@ class _Sizes:
     """Image header sizes ``(H, W)``, cached per path; None for a missing or unreadable file."""
 
     def __init__(self) -> None:
-        self._cache: dict[Path, tuple[int, int] | None | str] = {}
+        self._cache: dict[Path, tuple[int, int] | str | None] = {}
 
-    def get(self, path: Path) -> tuple[int, int] | None | str:
+    def get(self, path: Path) -> tuple[int, int] | str | None:
         """``(H, W)``, ``None`` if the file is missing, or an error string if it cannot be read."""
         if path not in self._cache:
             if not path.is_file():
@@ -62,14 +62,18 @@ class _Checker:
         size = video.size
         if video.video_file is not None:
             if not video.video_file.is_file():
-                self.issues.report("missing-file", video.video_file, f"video file of {video.video_id!r} not found")
+                self.issues.report(
+                    "missing-file", video.video_file, f"video file of {video.video_id!r} not found"
+                )
         elif video.frame_dir is not None:
             size = self._frames(video)
         self.frame_size[video.video_id] = size
 
     def _frames(self, video: VideoRecord) -> tuple[int, int] | None:
         if not video.frame_dir.is_dir():
-            self.issues.report("missing-file", video.frame_dir, f"frame folder of video {video.video_id!r} not found")
+            self.issues.report(
+                "missing-file", video.frame_dir, f"frame folder of video {video.video_id!r} not found"
+            )
             return video.size
         size = video.size
         for path in video.frame_paths():
@@ -99,7 +103,9 @@ class _Checker:
         elif isinstance(source, BinaryPngMasks):
             self._pngs(source.paths, size, owner, required=False)
 
-    def _pngs(self, paths: Iterable[tuple[Path, ...]], size: tuple[int, int] | None, owner: str, required: bool) -> None:
+    def _pngs(
+        self, paths: Iterable[tuple[Path, ...]], size: tuple[int, int] | None, owner: str, required: bool
+    ) -> None:
         for frame_paths in paths:
             for path in frame_paths:
                 got = self.sizes.get(path)
@@ -109,7 +115,9 @@ class _Checker:
                 elif isinstance(got, str):
                     self.issues.report("bad-image", path, got)
                 elif size is not None and got != size:
-                    self.issues.report("mask-size", path, f"mask of {owner} is {_wh(got)}, its frame {_wh(size)}")
+                    self.issues.report(
+                        "mask-size", path, f"mask of {owner} is {_wh(got)}, its frame {_wh(size)}"
+                    )
 
     def _rle(self, source: RleMasks, video: VideoRecord, size: tuple[int, int] | None, owner: str) -> None:
         store_path = source.store.path
@@ -121,17 +129,29 @@ class _Checker:
             self.checked_tracks.add((store_path, key))
             try:
                 known = key in source.store
-                track = source.store.track(key) if known else None
-            except DataFormatError as err:
+            except DataFormatError as err:  # the file itself is missing or broken
                 self.broken_stores.add(store_path)
-                self.issues.report("missing-file" if not store_path.is_file() else "bad-json", store_path, err.message)
+                self.issues.report(
+                    "missing-file" if not store_path.is_file() else "bad-json", store_path, err.message
+                )
                 return
-            if track is None:
-                self.issues.report("unknown-anno-id", store_path, f"{owner} names anno_id {key}, which is not in the mask dict")
+            if not known:
+                self.issues.report(
+                    "unknown-anno-id",
+                    store_path,
+                    f"{owner} names anno_id {key}, which is not in the mask dict",
+                )
+                continue
+            try:
+                track = source.store.track(key)
+            except DataFormatError as err:  # one malformed entry
+                self.issues.report("bad-entry", store_path, err.message)
                 continue
             if len(track) != video.num_frames:
                 self.issues.report(
-                    "frame-count", store_path, f"anno_id {key} has {len(track)} masks, video {video.video_id!r} {video.num_frames} frames"
+                    "frame-count",
+                    store_path,
+                    f"anno_id {key} has {len(track)} masks, video {video.video_id!r} {video.num_frames} frames",
                 )
             for t, rle in enumerate(track):
                 if rle is None:
@@ -142,7 +162,9 @@ class _Checker:
                 got = (int(rle["size"][0]), int(rle["size"][1]))
                 if size is not None and got != size:
                     self.issues.report(
-                        "mask-size", store_path, f"anno_id {key} ({owner}), frame {t}: RLE is {_wh(got)}, the frame {_wh(size)}"
+                        "mask-size",
+                        store_path,
+                        f"anno_id {key} ({owner}), frame {t}: RLE is {_wh(got)}, the frame {_wh(size)}",
                     )
                     break
 
@@ -159,8 +181,17 @@ class _Checker:
             label_map = split.label_maps.get(vid)
             if label_map is not None:
                 if label_map.paths and label_map.paths[0] is None:
-                    self.issues.report("missing-mask", video.frame_dir or split.root, f"first frame of {vid!r} has no annotation")
-                self._pngs(((p,) for p in label_map.paths if p is not None), self.frame_size.get(vid), f"video {vid!r}", True)
+                    self.issues.report(
+                        "missing-mask",
+                        video.frame_dir or split.root,
+                        f"first frame of {vid!r} has no annotation",
+                    )
+                self._pngs(
+                    ((p,) for p in label_map.paths if p is not None),
+                    self.frame_size.get(vid),
+                    f"video {vid!r}",
+                    True,
+                )
         for exp in split.expressions:
             video = split.videos.get(exp.video_id)
             if video is None:
@@ -170,14 +201,24 @@ class _Checker:
                 unknown = [o for o in exp.obj_ids if o not in video.object_ids]
                 if unknown:
                     where = exp.source or split.root
-                    self.issues.report("unknown-object", where, f"{owner} names object(s) {unknown}; the video has {list(video.object_ids)}")
+                    self.issues.report(
+                        "unknown-object",
+                        where,
+                        f"{owner} names object(s) {unknown}; the video has {list(video.object_ids)}",
+                    )
             if exp.masks is not None:
                 self.source(exp.masks, video, owner)
         for cap in split.captions:
             for k, masks in enumerate(cap.masks):
                 if masks is None:
-                    path = (cap.video.frame_dir.parent if cap.video.frame_dir else split.root) / f"gt_masks_{k}"
-                    self.issues.report("missing-mask", path, f"phrase {k} ({cap.phrases[k]!r}) of sample {cap.sample_id} has no mask folder")
+                    path = (
+                        cap.video.frame_dir.parent if cap.video.frame_dir else split.root
+                    ) / f"gt_masks_{k}"
+                    self.issues.report(
+                        "missing-mask",
+                        path,
+                        f"phrase {k} ({cap.phrases[k]!r}) of sample {cap.sample_id} has no mask folder",
+                    )
                 else:
                     self.source(masks, cap.video, f"phrase {k} of sample {cap.sample_id}")
         for tube in split.tubes:
@@ -187,7 +228,9 @@ class _Checker:
             if missing:
                 where = split.files[0] if split.files else split.root
                 self.issues.report(
-                    "missing-box", where, f"query {tube.query_id}: {len(missing)} frame(s) of the tube {list(tube.span)} have no box (first {missing[0]})"
+                    "missing-box",
+                    where,
+                    f"query {tube.query_id}: {len(missing)} frame(s) of the tube {list(tube.span)} have no box (first {missing[0]})",
                 )
 
 
@@ -199,7 +242,9 @@ def check_refdavis_objects(split: DatasetSplit, issues: Issues) -> None:
     """Ref-DAVIS: an expression's object must be at most the first frame's maximum label (DAVIS rule)."""
     for vid in split.videos:
         exps = split.expressions_of(vid)
-        first = next((e.masks.paths[0] for e in exps if isinstance(e.masks, IndexPngMasks) and e.masks.paths), None)
+        first = next(
+            (e.masks.paths[0] for e in exps if isinstance(e.masks, IndexPngMasks) and e.masks.paths), None
+        )
         if first is None or not first.is_file():
             continue
         labels = read_index_png(first)
@@ -208,7 +253,9 @@ def check_refdavis_objects(split: DatasetSplit, issues: Issues) -> None:
             bad = [o for o in e.obj_ids if not o.isdigit() or not 1 <= int(o) <= n]
             if bad:
                 issues.report(
-                    "unknown-object", first, f"expression {vid}/{e.exp_id} names object(s) {bad}; the first frame has objects 1..{n}"
+                    "unknown-object",
+                    first,
+                    f"expression {vid}/{e.exp_id} names object(s) {bad}; the first frame has objects 1..{n}",
                 )
 
 

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .records import CaptionRecord, Conversation, DatasetSplit, ExpressionRecord, GroundingTarget, TubeRecord, Turn, VideoRecord
+from .records import (
+    CaptionRecord,
+    Conversation,
+    DatasetSplit,
+    ExpressionRecord,
+    GroundingTarget,
+    TubeRecord,
+    Turn,
+    VideoRecord,
+)
 
 SEGMENT_TEMPLATE = "Can you segment {phrase} in this video?"
 QUESTION_TEMPLATE = "{question} Please respond with segmentation masks."
@@ -28,12 +37,17 @@ def _phrase(text: str) -> str:
     return text.strip().rstrip(".")
 
 
-def expression_conversation(expression: ExpressionRecord, video: VideoRecord, template: str = SEGMENT_TEMPLATE) -> Conversation:
+def expression_conversation(
+    expression: ExpressionRecord, video: VideoRecord, template: str = SEGMENT_TEMPLATE
+) -> Conversation:
     """One-target conversation asking to segment the expression's referents."""
     return Conversation(
         sample_id=f"{expression.video_id}/{expression.exp_id}",
         video=video,
-        turns=(Turn("user", template.format(phrase=_phrase(expression.text))), Turn("assistant", SEGMENT_ANSWER)),
+        turns=(
+            Turn("user", template.format(phrase=_phrase(expression.text))),
+            Turn("assistant", SEGMENT_ANSWER),
+        ),
         targets=(GroundingTarget(expression.text, expression.masks, span=expression.span),),
     )
 

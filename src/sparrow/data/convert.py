@@ -59,7 +59,9 @@ def _frame_size(video: VideoRecord) -> tuple[int, int]:
         with Image.open(path) as im:
             return im.height, im.width
     except (OSError, ValueError) as err:
-        raise DataFormatError(f"cannot read the frame's size ({err})", path=path, fix="run `sparrow data check` first") from err
+        raise DataFormatError(
+            f"cannot read the frame's size ({err})", path=path, fix="run `sparrow data check` first"
+        ) from err
 
 
 def _sequence_objects(video: VideoRecord) -> dict[str, np.ndarray]:
@@ -73,14 +75,22 @@ def _indexed_objects(expressions: list[ExpressionRecord]) -> dict[str, np.ndarra
     objects: dict[str, np.ndarray] = {}
     for exp in expressions:
         if not isinstance(exp.masks, IndexPngMasks):
-            raise DataFormatError(f"expression {exp.video_id}/{exp.exp_id} has no palette-PNG masks", fix="convert a split with ground truth")
+            raise DataFormatError(
+                f"expression {exp.video_id}/{exp.exp_id} has no palette-PNG masks",
+                fix="convert a split with ground truth",
+            )
         for obj in exp.obj_ids:
             if obj not in objects:
                 objects[obj] = IndexPngMasks(exp.masks.paths, [int(obj)], exp.masks.size).load()
     return objects
 
 
-def _write(split: DatasetSplit, writer: MevisSplitWriter, objects_of: Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]], progress: Progress | None) -> tuple[int, int, int]:
+def _write(
+    split: DatasetSplit,
+    writer: MevisSplitWriter,
+    objects_of: Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]],
+    progress: Progress | None,
+) -> tuple[int, int, int]:
     n_exp = n_obj = 0
     ids = list(split.videos)
     for vid in progress(ids) if progress is not None else ids:
@@ -92,11 +102,15 @@ def _write(split: DatasetSplit, writer: MevisSplitWriter, objects_of: Callable[[
     return len(ids), n_exp, n_obj
 
 
-def _from_sequences(split: DatasetSplit) -> Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]]:
+def _from_sequences(
+    split: DatasetSplit,
+) -> Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]]:
     return lambda video: (_sequence_objects(video), split.expressions_of(video.video_id))
 
 
-def _from_indexed(split: DatasetSplit) -> Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]]:
+def _from_indexed(
+    split: DatasetSplit,
+) -> Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]]:
     def objects_of(video: VideoRecord) -> tuple[dict[str, np.ndarray], list[ExpressionRecord]]:
         exps = split.expressions_of(video.video_id)
         return _indexed_objects(exps), exps
@@ -104,7 +118,9 @@ def _from_indexed(split: DatasetSplit) -> Callable[[VideoRecord], tuple[dict[str
     return objects_of
 
 
-def _from_davis(split: DatasetSplit) -> Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]]:
+def _from_davis(
+    split: DatasetSplit,
+) -> Callable[[VideoRecord], tuple[dict[str, np.ndarray], list[ExpressionRecord]]]:
     def objects_of(video: VideoRecord) -> tuple[dict[str, np.ndarray], list[ExpressionRecord]]:
         labels = split.label_maps[video.video_id]
         if any(p is None for p in labels.paths):

@@ -52,10 +52,14 @@ class GroundedText:
 
 def _parse_ids(content: str, offset: int) -> tuple[int, ...]:
     if not _IDS.fullmatch(content):
-        raise MarkupError(f"object id list {content!r} at character {offset} must be integers separated by commas")
+        raise MarkupError(
+            f"object id list {content!r} at character {offset} must be integers separated by commas"
+        )
     ids = tuple(int(v) for v in content.split(","))
     if any(v <= 0 for v in ids):
-        raise MarkupError(f"object ids at character {offset} must be positive (0 is the background): {content!r}")
+        raise MarkupError(
+            f"object ids at character {offset} must be positive (0 is the background): {content!r}"
+        )
     if len(set(ids)) != len(ids):
         raise MarkupError(f"object id list {content!r} at character {offset} repeats an id")
     return ids

@@ -48,7 +48,9 @@ def load_json(path: Path) -> Any:
         DataFormatError: the file is missing or is not valid JSON (the message names the line).
     """
     if not path.is_file():
-        raise DataFormatError("file not found", path=path, fix="download it, or point --root at the dataset's top folder")
+        raise DataFormatError(
+            "file not found", path=path, fix="download it, or point --root at the dataset's top folder"
+        )
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -59,7 +61,9 @@ def load_json(path: Path) -> Any:
             fix="re-download the file; it must be valid JSON",
         ) from err
     except (OSError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"cannot read the file ({err})", path=path, fix="check the file's permissions and encoding") from err
+        raise DataFormatError(
+            f"cannot read the file ({err})", path=path, fix="check the file's permissions and encoding"
+        ) from err
 
 
 class MaskSource(Protocol):
@@ -95,7 +99,9 @@ def _stack(frames: list[np.ndarray | None], size: tuple[int, int] | None, what: 
     known = [m for m in frames if m is not None]
     if size is None:
         if not known:
-            raise DataFormatError(f"{what}: every frame is empty and the frame size is unknown", fix="pass size=(H, W)")
+            raise DataFormatError(
+                f"{what}: every frame is empty and the frame size is unknown", fix="pass size=(H, W)"
+            )
         size = known[0].shape
     out = np.zeros((len(frames), *size), dtype=bool)
     for i, m in enumerate(frames):
@@ -123,7 +129,9 @@ class AnnoMaskDict:
     def _mapping(self) -> dict[str, Any]:
         data = self.file.data
         if not isinstance(data, dict):
-            raise DataFormatError("mask dict must be a JSON object {anno_id: [RLE or null, ...]}", path=self.path)
+            raise DataFormatError(
+                "mask dict must be a JSON object {anno_id: [RLE or null, ...]}", path=self.path
+            )
         return data
 
     def __contains__(self, key: str) -> bool:
@@ -133,7 +141,9 @@ class AnnoMaskDict:
         """The per-frame RLE list of one anno id (``None`` = not present in that frame)."""
         data = self._mapping()
         if str(key) not in data:
-            raise DataFormatError(f"anno_id {key} is not in the mask dict", path=self.path, fix="check the expression's anno_id")
+            raise DataFormatError(
+                f"anno_id {key} is not in the mask dict", path=self.path, fix="check the expression's anno_id"
+            )
         track = data[str(key)]
         if not isinstance(track, list):
             raise DataFormatError(f"entry {key} must be a list of per-frame RLEs", path=self.path)
@@ -180,7 +190,9 @@ class RleMasks:
         size: ``(H, W)`` if known; else taken from the first non-null RLE.
     """
 
-    def __init__(self, store: RleStore, keys: Sequence[str], num_frames: int, size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, store: RleStore, keys: Sequence[str], num_frames: int, size: tuple[int, int] | None = None
+    ) -> None:
         self.store = store
         self.keys = tuple(str(k) for k in keys)
         self.num_frames = int(num_frames)
@@ -199,14 +211,17 @@ class RleMasks:
             for key, track in zip(self.keys, tracks, strict=True):
                 if p >= len(track):
                     raise DataFormatError(
-                        f"anno_id {key} has {len(track)} frames, the video {self.num_frames}", path=self.store.path
+                        f"anno_id {key} has {len(track)} frames, the video {self.num_frames}",
+                        path=self.store.path,
                     )
                 if track[p] is None:
                     continue
                 try:
                     m = rle_decode(track[p])
                 except (ValueError, TypeError) as err:
-                    raise DataFormatError(f"anno_id {key}, frame {p}: bad RLE ({err})", path=self.store.path) from err
+                    raise DataFormatError(
+                        f"anno_id {key}, frame {p}: bad RLE ({err})", path=self.store.path
+                    ) from err
                 mask = _union(mask, m, f"anno ids {list(self.keys)}")
             frames.append(mask)
         return _stack(frames, self.size, f"anno ids {list(self.keys)} in {self.store.path}")
@@ -221,7 +236,9 @@ class IndexPngMasks:
         size: ``(H, W)`` if known (needed only when no frame has a PNG).
     """
 
-    def __init__(self, paths: Sequence[Path | None], labels: Sequence[int], size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path | None], labels: Sequence[int], size: tuple[int, int] | None = None
+    ) -> None:
         self.paths = tuple(paths)
         self.labels = tuple(int(v) for v in labels)
         self.num_frames = len(self.paths)

@@ -12,7 +12,7 @@ of the original frame; masks are bool ``(T, H, W)`` at the original resolution.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,7 +77,9 @@ class VideoRecord:
     def frame_path(self, position: int) -> Path:
         """Path of the frame at ``position`` (frame folders only)."""
         if self.frame_dir is None:
-            raise DataFormatError(f"video {self.video_id!r} has no frame folder", fix="decode it with load_frames()")
+            raise DataFormatError(
+                f"video {self.video_id!r} has no frame folder", fix="decode it with load_frames()"
+            )
         return self.frame_dir / f"{self.frame_names[position]}{self.frame_ext}"
 
     def frame_paths(self) -> list[Path]:
@@ -105,13 +107,17 @@ class VideoRecord:
             frames = [read_rgb_image(self.frame_path(p)) for p in pos]
             source_name = str(self.frame_dir)
         if not frames:
-            raise DataFormatError(f"video {self.video_id!r}: no frames selected", fix="select at least one frame")
+            raise DataFormatError(
+                f"video {self.video_id!r}: no frames selected", fix="select at least one frame"
+            )
         return VideoClip(np.stack(frames), numbers, fps, source_name)
 
 
 def _require_masks(masks: MaskSource | None, what: str) -> MaskSource:
     if masks is None:
-        raise DataFormatError(f"{what} has no ground-truth masks in this split", fix="use a split that ships masks")
+        raise DataFormatError(
+            f"{what} has no ground-truth masks in this split", fix="use a split that ships masks"
+        )
     return masks
 
 
@@ -160,7 +166,9 @@ class TubeBoxes(Mapping[int, np.ndarray]):
         first_frame: frame number of ``raw[0]`` when ``raw`` is a list.
     """
 
-    def __init__(self, raw: Mapping[Any, Any] | Sequence[Any], span: tuple[int, int], first_frame: int = 0) -> None:
+    def __init__(
+        self, raw: Mapping[Any, Any] | Sequence[Any], span: tuple[int, int], first_frame: int = 0
+    ) -> None:
         self._raw = raw
         self._span = span
         self._first = first_frame
@@ -191,7 +199,7 @@ class TubeBoxes(Mapping[int, np.ndarray]):
             keys = list(range(self._first, self._first + len(self._raw)))
         return [k for k in keys if self._span[0] <= k < self._span[1] and self._entry(k) is not None]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self._frames())
 
     def __len__(self) -> int:
@@ -247,7 +255,10 @@ class CaptionRecord:
 
     def load_masks(self) -> list[np.ndarray]:
         """One bool ``(T, H, W)`` per phrase."""
-        return [_require_masks(m, f"phrase {k} of sample {self.sample_id}").load() for k, m in enumerate(self.masks)]
+        return [
+            _require_masks(m, f"phrase {k} of sample {self.sample_id}").load()
+            for k, m in enumerate(self.masks)
+        ]
 
 
 @dataclass(frozen=True)
@@ -271,7 +282,9 @@ class LabelMapRecord:
         for p in pos:
             path = self.paths[p]
             if path is None:
-                raise DataFormatError(f"{self.video_id}: frame position {p} has no annotation", fix="select annotated frames")
+                raise DataFormatError(
+                    f"{self.video_id}: frame position {p} has no annotation", fix="select annotated frames"
+                )
             maps.append(read_index_png(path))
         return np.stack(maps)
 
@@ -316,7 +329,9 @@ class Conversation:
     def __post_init__(self) -> None:
         n_seg = sum(t.text.count(SEG_TOKEN) for t in self.turns if t.role == "assistant")
         if n_seg != len(self.targets):
-            raise ValueError(f"conversation {self.sample_id}: {n_seg} [SEG] tokens but {len(self.targets)} targets")
+            raise ValueError(
+                f"conversation {self.sample_id}: {n_seg} [SEG] tokens but {len(self.targets)} targets"
+            )
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,15 @@ class FormatSpec:
     splits: tuple[str, ...]
     read: Reader
 
-    def open(self, root: str | Path, split: str | None = None, *, issues: Issues | None = None) -> DatasetSplit:
+    def open(
+        self, root: str | Path, split: str | None = None, *, issues: Issues | None = None
+    ) -> DatasetSplit:
         """Read ``split`` (default: the first) of a local copy at ``root``."""
         split = split or self.splits[0]
         if split not in self.splits:
-            raise ConfigError(f"format {self.name!r} has no split {split!r}", fix=f"use one of {', '.join(self.splits)}")
+            raise ConfigError(
+                f"format {self.name!r} has no split {split!r}", fix=f"use one of {', '.join(self.splits)}"
+            )
         return self.read(Path(root), split, issues=issues)
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,4 +158,6 @@ def get_format(name: str) -> FormatSpec:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset format {name!r}", fix=f"use one of: {', '.join(FORMATS)}") from None
+        raise ConfigError(
+            f"unknown dataset format {name!r}", fix=f"use one of: {', '.join(FORMATS)}"
+        ) from None

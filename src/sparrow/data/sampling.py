@@ -78,7 +78,9 @@ def mixture_counts(weights: Sequence[float], total: int) -> np.ndarray:
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.size == 0 or np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError(f"weights must be a non-empty list of non-negative numbers with a positive sum, got {list(weights)}")
+        raise ValueError(
+            f"weights must be a non-empty list of non-negative numbers with a positive sum, got {list(weights)}"
+        )
     if total < 0:
         raise ValueError(f"total must be >= 0, got {total}")
     exact = w / w.sum() * total
@@ -119,7 +121,9 @@ class MixtureSampler:
         rank: int = 0,
     ) -> None:
         if len(sizes) != len(weights) or not sizes:
-            raise ValueError(f"need one weight per dataset, got {len(sizes)} sizes and {len(weights)} weights")
+            raise ValueError(
+                f"need one weight per dataset, got {len(sizes)} sizes and {len(weights)} weights"
+            )
         if any(int(s) < 1 for s in sizes):
             raise ValueError(f"every dataset needs at least one item, got sizes {list(sizes)}")
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
@@ -151,7 +155,9 @@ class MixtureSampler:
             # dataset is walked through completely before any item repeats.
             start = int(count) * epoch
             first, last = start // size, (start + int(count) - 1) // size
-            cycle = np.concatenate([_rng(self.seed, _PERM, d, c).permutation(size) for c in range(first, last + 1)])
+            cycle = np.concatenate(
+                [_rng(self.seed, _PERM, d, c).permutation(size) for c in range(first, last + 1)]
+            )
             offset = start - first * size
             indices.append(cycle[offset : offset + int(count)])
             datasets.append(np.full(int(count), d, dtype=np.int64))

@@ -22,25 +22,34 @@ reference (the cleaned ground truth), both truncated to 2,000 characters, and av
 Its judge is OpenAI ``gpt-3.5-turbo`` with the system message "You are a helpful assistant.",
 temperature 0.5 and ``max_tokens`` 100, so published CLAIR numbers are not reproducible.
 
-A :class:`Judge` is anything with a ``name`` and a ``__call__(prompt) -> reply``. This module ships
-:class:`LexicalJudge`, a deterministic local stand-in for tests and offline runs. It is **not an
-LLM**: its scores are a word-overlap F1 and are not comparable to published CLAIR numbers; its name
-says so and is reported next to every score.
+A :class:`Judge` is anything with a ``name`` and a ``__call__(prompt) -> reply``. This module ships:
+
+- :class:`LexicalJudge`, a deterministic local stand-in for tests and offline runs. It is **not an
+  LLM**: its scores are a word-overlap F1 and are not comparable to published CLAIR numbers; its name
+  says so and is reported next to every score;
+- :class:`CommandJudge`, which pipes the prompt into an external command and reads the reply from
+  its standard output -- the way to plug in a real model (a script calling an API or a local LLM).
+  Its name is the command line, so reports say exactly what judged.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from sparrow.errors import EvaluationError
+
 __all__ = [
     "CLAIR_ATTEMPTS",
     "CLAIR_PROMPT",
     "ClairScore",
+    "CommandJudge",
     "Judge",
     "LexicalJudge",
     "clair_prompt",
@@ -165,3 +174,40 @@ class LexicalJudge:
         n_c, n_r = sum(c.values()), sum(r.values())
         f1 = 0.0 if overlap == 0 else 2 * overlap / (n_c + n_r)
         return json.dumps({"score": round(100 * f1, 4), "reason": f"word-overlap F1 {f1:.4f}"})
+
+
+class CommandJudge:
+    """A judge that runs ``command`` once per prompt: prompt on stdin, reply read from stdout.
+
+    Args:
+        command: a shell-style command line (split with :func:`shlex.split`, run without a shell),
+            e.g. ``"python ask_llm.py --model gpt-3.5-turbo --temperature 0.5"``.
+        timeout: seconds allowed per call.
+
+    Raises (on call):
+        EvaluationError: the command cannot be started, fails, or times out.
+    """
+
+    def __init__(self, command: str, *, timeout: float = 300.0) -> None:
+        self.argv = shlex.split(command)
+        if not self.argv:
+            raise EvaluationError(
+                "the judge command is empty", fix="pass a command that reads a prompt on stdin"
+            )
+        self.timeout = timeout
+        self.name = f"command: {command}"
+
+    def __call__(self, prompt: str) -> str:
+        fix = "check that the command reads the prompt on stdin and prints the reply on stdout"
+        try:
+            proc = subprocess.run(
+                self.argv, input=prompt, capture_output=True, text=True, timeout=self.timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise EvaluationError(f"judge command {self.argv[0]!r} could not run: {err}", fix=fix) from err
+        if proc.returncode != 0:
+            raise EvaluationError(
+                f"judge command {self.argv[0]!r} exited with {proc.returncode}: {proc.stderr.strip()[-300:]}",
+                fix=fix,
+            )
+        return proc.stdout

@@ -197,7 +197,9 @@ def _read_gt(job: _SequenceJob, frames: Sequence[str]) -> tuple[np.ndarray, np.n
         path = job.gt_dir / job.sequence / f"{frame}.png"
         lab = first if t == 0 else read_index_png(path, convert=False)
         if lab.shape != first.shape:
-            raise DataFormatError(f"annotation size {lab.shape} differs from frame 0 {first.shape}", path=path)
+            raise DataFormatError(
+                f"annotation size {lab.shape} differs from frame 0 {first.shape}", path=path
+            )
         labels[t] = lab
     void = labels == VOID_LABEL
     labels[void] = 0
@@ -216,6 +218,11 @@ def _check_gt_objects(job: _SequenceJob, labels: np.ndarray, frames: Sequence[st
                 path=job.gt_dir / job.sequence / f"{frame}.png",
                 fix="drop --strict to follow the official protocol, or fix the annotation",
             )
+
+
+def _ids_present(labels: np.ndarray) -> list[int]:
+    """Non-zero ids of a uint8 id map."""
+    return [int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)) if i]
 
 
 def _check_missing_objects(job: _SequenceJob, n_gt: int, present: set[int]) -> None:
@@ -243,8 +250,7 @@ def _evaluate_semisupervised(job: _SequenceJob) -> _SequenceScores:
     present: set[int] = set()
     for t, frame in enumerate(eval_frames, start=1):
         pred = _read_prediction(job, frame, labels.shape[1:])
-        ids = np.unique(pred)
-        top = int(ids[-1])
+        top = int(pred.max())
         if top > n_gt:
             raise EvaluationError(
                 f"prediction holds object id {top} but sequence {job.sequence!r} has {n_gt} objects "
@@ -252,7 +258,8 @@ def _evaluate_semisupervised(job: _SequenceJob) -> _SequenceScores:
                 path=job.results_dir / job.sequence / f"{frame}.png",
                 fix="predict only the object ids of the first annotation frame; save palette PNGs, not 0/255 masks",
             )
-        present.update(int(i) for i in ids if i)
+        if job.strict:
+            present.update(_ids_present(pred))
         for k in range(1, n_gt + 1):
             g = prepare_mask(labels[t] == k, radius=radius)
             p = prepare_mask(pred == k, radius=radius)
@@ -270,7 +277,7 @@ def _evaluate_unsupervised(job: _SequenceJob) -> _SequenceScores:
     preds = [_read_prediction(job, frame, labels.shape[1:]) for frame in frames]
     present: set[int] = set()
     for pred in preds:
-        present.update(int(i) for i in np.unique(pred) if i)
+        present.update(_ids_present(pred))
     n_pred = max(present, default=0)
     if n_pred > MAX_PROPOSALS:
         raise EvaluationError(
@@ -346,11 +353,15 @@ def evaluate_davis(
         raise EvaluationError(f"unknown DAVIS task {task!r}", fix="use semi-supervised or unsupervised")
     root, results = Path(davis_root), Path(results_dir)
     if not results.is_dir():
-        raise EvaluationError("results folder not found", path=results, fix="pass the folder holding <seq>/ folders")
+        raise EvaluationError(
+            "results folder not found", path=results, fix="pass the folder holding <seq>/ folders"
+        )
     gt_dir = root / ("Annotations" if task == "semi-supervised" else "Annotations_unsupervised") / resolution
     if not gt_dir.is_dir():
         raise DataFormatError(
-            f"annotations for the {task} task not found", path=gt_dir, fix="check --davis-root and the resolution"
+            f"annotations for the {task} task not found",
+            path=gt_dir,
+            fix="check --davis-root and the resolution",
         )
     names = list(sequences) if sequences is not None else _sequence_names(root, task, image_set)
     jobs = [
@@ -374,7 +385,9 @@ def evaluate_davis(
             )
     if not objects:
         raise EvaluationError(
-            "no GT objects found in the evaluated sequences", path=gt_dir, fix="check the annotations and --set"
+            "no GT objects found in the evaluated sequences",
+            path=gt_dir,
+            fix="check the annotations and --set",
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)

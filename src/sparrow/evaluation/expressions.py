@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from sparrow.errors import DataFormatError, EvaluationError
-from sparrow.io.mask_files import read_index_png
+from sparrow.io.mask_files import read_gray_png, read_index_png
 from sparrow.structures.masks import rle_decode
 
 __all__ = [
@@ -123,7 +122,9 @@ class ExpressionSpec:
         return self.results_dir / self.video / self.exp_id
 
 
-def _decode_sum(sources: Sequence[ObjectSource], t: int, shape: tuple[int, int], pred_path: Path) -> np.ndarray:
+def _decode_sum(
+    sources: Sequence[ObjectSource], t: int, shape: tuple[int, int], pred_path: Path
+) -> np.ndarray:
     gt = np.zeros(shape, dtype=np.uint8)
     for src in sources:
         m = src.frame(t)
@@ -131,17 +132,20 @@ def _decode_sum(sources: Sequence[ObjectSource], t: int, shape: tuple[int, int],
             continue
         if m.shape != shape:
             raise ExpressionFailure(
-                f"ground truth is {m.shape[1]}x{m.shape[0]} but the prediction is {shape[1]}x{shape[0]}", pred_path
+                f"ground truth is {m.shape[1]}x{m.shape[0]} but the prediction is {shape[1]}x{shape[0]}",
+                pred_path,
             )
         gt += m
     return gt
 
 
 def read_prediction(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
-    """``cv2.imread(path, GRAYSCALE)`` as uint8 ``(h, w)``; failures as :class:`ExpressionFailure`."""
-    pred = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if pred is None:
-        raise ExpressionFailure("prediction frame missing or unreadable", path)
+    """``cv2.imread(path, GRAYSCALE)`` (:func:`read_gray_png`) as uint8 ``(h, w)``; a missing or unreadable
+    file, or a size other than ``shape``, raises :class:`ExpressionFailure`."""
+    try:
+        pred = read_gray_png(path)
+    except DataFormatError:
+        raise ExpressionFailure("prediction frame missing or unreadable", path) from None
     if shape is not None and pred.shape != shape:
         raise ExpressionFailure(
             f"prediction is {pred.shape[1]}x{pred.shape[0]}, the probe frame is {shape[1]}x{shape[0]}", path
@@ -201,7 +205,9 @@ class GroundTruth:
         key = str(anno_id)
         if key not in self.mask_dict:
             raise DataFormatError(
-                f"anno_id {key} is not in mask_dict.json", path=self.meta_path, fix="use the mask_dict of the same split"
+                f"anno_id {key} is not in mask_dict.json",
+                path=self.meta_path,
+                fix="use the mask_dict of the same split",
             )
         return RleSource(tuple(self.mask_dict[key]), f"mask_dict.json[{key}]")
 
@@ -211,7 +217,9 @@ class GroundTruth:
         try:
             value = int(label)
         except (TypeError, ValueError) as err:
-            raise DataFormatError(f"obj_id {label!r} of video {video!r} is not an integer", path=self.meta_path) from err
+            raise DataFormatError(
+                f"obj_id {label!r} of video {video!r} is not an integer", path=self.meta_path
+            ) from err
         paths = tuple(str(self.annotations_dir / video / f"{f}.png") for f in self.frames(video))
         return LabelPngSource(paths, value)
 
@@ -251,7 +259,9 @@ def load_json(path: Path) -> Any:
     except OSError as err:
         raise DataFormatError(f"cannot read ({err.strerror})", path=path, fix="check the path") from err
     except json.JSONDecodeError as err:
-        raise DataFormatError(f"not valid JSON ({err})", path=path, fix="re-download or regenerate the file") from err
+        raise DataFormatError(
+            f"not valid JSON ({err})", path=path, fix="re-download or regenerate the file"
+        ) from err
 
 
 def load_ground_truth(
@@ -274,12 +284,19 @@ def load_ground_truth(
     if meta_path is None:
         raise EvaluationError("no meta_expressions.json given", fix="pass --gt DIR or --meta FILE")
     if not meta_path.is_file():
-        raise DataFormatError("meta_expressions.json not found", path=meta_path, fix="pass the split folder as --gt")
+        raise DataFormatError(
+            "meta_expressions.json not found", path=meta_path, fix="pass the split folder as --gt"
+        )
     data = load_json(meta_path)
     if not isinstance(data, Mapping) or not isinstance(data.get("videos"), Mapping):
         raise DataFormatError("expected {'videos': {...}} at the top level", path=meta_path)
     mask_path = Path(mask_dict) if mask_dict is not None else None
-    if mask_path is None and annotations_dir is None and base is not None and (base / "mask_dict.json").is_file():
+    if (
+        mask_path is None
+        and annotations_dir is None
+        and base is not None
+        and (base / "mask_dict.json").is_file()
+    ):
         mask_path = base / "mask_dict.json"
     masks = None
     ann_dir = None
@@ -288,7 +305,9 @@ def load_ground_truth(
         if not isinstance(masks, Mapping):
             raise DataFormatError("expected {anno_id: [per-frame RLE]} at the top level", path=mask_path)
     else:
-        ann_dir = Path(annotations_dir) if annotations_dir is not None else (base / "Annotations" if base else None)
+        ann_dir = (
+            Path(annotations_dir) if annotations_dir is not None else (base / "Annotations" if base else None)
+        )
         if ann_dir is None or not ann_dir.is_dir():
             raise DataFormatError(
                 "no mask_dict.json and no Annotations/ folder of palette PNGs",

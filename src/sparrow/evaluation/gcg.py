@@ -19,6 +19,7 @@ named by its index (``000000``, ``000001``, ...; any all-digit name, sorted nume
   ``pred_masks_0`` when there is no GT object). Masks are loaded for ``k in range(len(phrases))`` and
   ``t in range(T)``; extra folders or frames are ignored, as officially.
 - ``--results`` may be the same folder as ``--gt`` (VideoGLaMM writes both into one ``res.json``).
+  Either folder may also be the one holding ``video_gcg/`` (VideoGLaMM's ``--vis_save_path``).
 
 Failures and strictness:
 
@@ -44,7 +45,6 @@ scores). The text similarity and the judge used are part of the result.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from sparrow.errors import DataFormatError, EvaluationError
 from sparrow.evaluation.captions import MAX_CAPTION_CHARS, CaptionScores, caption_metrics, clean_caption
 from sparrow.evaluation.clair import Judge, clair_score
 from sparrow.evaluation.gcg_metrics import (
+    PackedVolume,
     greedy_miou,
     mask_ap50,
     match_phrases,
@@ -65,10 +66,17 @@ from sparrow.evaluation.text_similarity import TextSimilarity, TokenCosineSimila
 from sparrow.io.mask_files import read_index_png
 from sparrow.structures.masks import RLE, rle_encode
 
-__all__ = ["GcgResult", "GcgSampleScore", "GcgSide", "evaluate_gcg", "list_gcg_samples", "read_gcg_side"]
+__all__ = [
+    "GcgResult",
+    "GcgSampleScore",
+    "GcgSide",
+    "evaluate_gcg",
+    "gcg_samples_root",
+    "list_gcg_samples",
+    "read_gcg_side",
+]
 
 _RES = "res.json"
-_FRAME = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -79,13 +87,21 @@ class GcgSide:
     phrases: list[str]
 
 
-def list_gcg_samples(root: str | Path) -> list[Path]:
-    """Sample folders (all-digit names) under ``root``, sorted by their integer index."""
+def gcg_samples_root(root: str | Path) -> Path:
+    """``root``, or ``root/video_gcg`` when ``root`` has no sample folder but that subfolder (VideoGLaMM's
+    ``--vis_save_path`` layout)."""
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(
             "GCG folder not found", path=root, fix="pass the folder holding the <idx:06d>/ sample folders"
         )
+    has_samples = any(p.is_dir() and p.name.isdigit() for p in root.iterdir())
+    return root / "video_gcg" if not has_samples and (root / "video_gcg").is_dir() else root
+
+
+def list_gcg_samples(root: str | Path) -> list[Path]:
+    """Sample folders (all-digit names) under ``root`` (see :func:`gcg_samples_root`), sorted by index."""
+    root = gcg_samples_root(root)
     return sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
@@ -194,14 +210,16 @@ def _load_object(folder: Path, n_frames: int) -> np.ndarray:
 def _load_masks(job: _MaskJob) -> _MaskOutcome:
     try:
         n_frames = _frame_count(job)
-        sides: dict[str, tuple[list, list[RLE]]] = {}
+        sides: dict[str, tuple[list[PackedVolume], list[RLE]]] = {}
         for prefix, base, count in (("gt", job.gt_dir, job.n_gt), ("pred", job.pred_dir, job.n_pred)):
-            packed, rles = [], []
+            packed: list[PackedVolume] = []
+            rles: list[RLE] = []  # (T*H, W) stacks for AP50; zero-frame objects cannot enter COCOeval
             for k in range(count):
                 assert base is not None  # n_pred > 0 only when there is a prediction folder
                 volume = _load_object(base / f"{prefix}_masks_{k}", n_frames)
                 packed.append(pack_volume(volume))
-                rles.append(rle_encode(volume.reshape(-1, volume.shape[-1])) if volume.size else None)
+                if volume.size:
+                    rles.append(rle_encode(volume.reshape(-1, volume.shape[-1])))
             sides[prefix] = (packed, rles)
         try:
             iou = volume_iou_matrix(sides["pred"][0], sides["gt"][0])
@@ -211,12 +229,7 @@ def _load_masks(job: _MaskJob) -> _MaskOutcome:
             ) from err
     except _LoadFailure as err:
         return _MaskOutcome(error=str(err), error_path=err.path)
-    gt_rles, pred_rles = sides["gt"][1], sides["pred"][1]
-    return _MaskOutcome(
-        iou_pred_gt=iou,
-        gt_rles=[r for r in gt_rles if r is not None],
-        pred_rles=[r for r in pred_rles if r is not None],
-    )
+    return _MaskOutcome(iou_pred_gt=iou, gt_rles=sides["gt"][1], pred_rles=sides["pred"][1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,6 +333,7 @@ class _Sample:
 
 def _collect(gt_root: Path, results_root: Path, strict: bool) -> tuple[list[_Sample], list[str], list[str]]:
     samples, skipped, missing = [], [], []
+    gt_root, results_root = gcg_samples_root(gt_root), gcg_samples_root(results_root)
     folders = list_gcg_samples(gt_root)
     if not folders:
         raise DataFormatError(
@@ -327,7 +341,6 @@ def _collect(gt_root: Path, results_root: Path, strict: bool) -> tuple[list[_Sam
             path=gt_root,
             fix="pass the folder holding the <idx:06d>/ sample folders",
         )
-    list_gcg_samples(results_root)  # existence check with a clear message
     for folder in folders:
         res_path = folder / _RES
         if not res_path.is_file():
@@ -461,8 +474,11 @@ def evaluate_gcg(
     caption_scores = caption_metrics(references, predictions) if captions and samples else None
     clair_mean: float | None = None
     if judge is not None and samples:
+        from rich.progress import track
+
         total = 0.0
-        for i, (ref, hyp) in enumerate(zip(references, predictions, strict=True)):
+        pairs = list(enumerate(zip(references, predictions, strict=True)))
+        for i, (ref, hyp) in track(pairs, description="CLAIR", transient=True):
             value = clair_score([hyp[:MAX_CAPTION_CHARS]], [ref[:MAX_CAPTION_CHARS]], judge).score
             scores[i] = replace(scores[i], clair=value)
             total += value

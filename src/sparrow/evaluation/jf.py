@@ -64,7 +64,7 @@ def boundary_radius(shape: tuple[int, int], bound_th: float = DEFAULT_BOUND_TH) 
             raise ValueError(f"a pixel radius bound_th >= 1 must be an integer, got {bound_th}")
         return int(bound_th)
     h, w = int(shape[0]), int(shape[1])
-    return int(math.ceil(bound_th * math.sqrt(h * h + w * w)))
+    return math.ceil(bound_th * math.sqrt(h * h + w * w))
 
 
 @lru_cache(maxsize=64)

@@ -105,7 +105,14 @@ class MevisResult:
         from sparrow.evaluation.report import print_table
 
         n = sum(e.counted for e in self.expressions)
-        print_table(self.title, ("J&F", "J", "F"), [[self.JF, self.J, self.F]], decimals=decimals, scale=scale, console=console)
+        print_table(
+            self.title,
+            ("J&F", "J", "F"),
+            [[self.JF, self.J, self.F]],
+            decimals=decimals,
+            scale=scale,
+            console=console,
+        )
         if self.dropped or self.missing_videos:
             from rich.console import Console
 
@@ -169,9 +176,13 @@ def evaluate_expressions(
     """
     results = Path(results_dir)
     if not results.is_dir():
-        raise EvaluationError("results folder not found", path=results, fix="pass the folder holding <video>/ folders")
+        raise EvaluationError(
+            "results folder not found", path=results, fix="pass the folder holding <video>/ folders"
+        )
     jobs = [
-        _Job(ExpressionSpec(video, exp_id, gt.frames(video), gt.targets(video, exp_id), results, probe), strict)
+        _Job(
+            ExpressionSpec(video, exp_id, gt.frames(video), gt.targets(video, exp_id), results, probe), strict
+        )
         for video, exp_id, _ in gt.expressions()
     ]
     if not jobs:

@@ -38,7 +38,12 @@ __all__ = [
 # Folder names of the four annotation sets, in exp_id order (exp_id = 4 * object index + set index).
 ANNOTATION_SETS = {
     "referformer": ("anno_0", "anno_1", "anno_2", "anno_3"),
-    "videoglamm": ("Davis17_annot1", "Davis17_annot1_full_video", "Davis17_annot2", "Davis17_annot2_full_video"),
+    "videoglamm": (
+        "Davis17_annot1",
+        "Davis17_annot1_full_video",
+        "Davis17_annot2",
+        "Davis17_annot2_full_video",
+    ),
 }
 
 
@@ -84,9 +89,14 @@ class RefDavisReferFormerResult:
     def print_table(self, console: Any = None) -> None:
         from sparrow.evaluation.report import print_table
 
-        rows = [[name, r.metrics["J&F-Mean"], r.metrics["J-Mean"], r.metrics["F-Mean"]] for name, r in self.sets.items()]
+        rows = [
+            [name, r.metrics["J&F-Mean"], r.metrics["J-Mean"], r.metrics["F-Mean"]]
+            for name, r in self.sets.items()
+        ]
         rows.append(["mean of 4 sets", self.JF, self.J, self.F])
-        print_table("Ref-DAVIS17 (ReferFormer protocol)", ("set", "J&F", "J", "F"), rows, decimals=5, console=console)
+        print_table(
+            "Ref-DAVIS17 (ReferFormer protocol)", ("set", "J&F", "J", "F"), rows, decimals=5, console=console
+        )
 
 
 def _set_folders(results: Path) -> dict[str, Path]:

@@ -81,8 +81,9 @@ def print_table(
     from rich.table import Table
 
     table = Table(title=title)
+    label_first = bool(rows) and isinstance(rows[0][0], str)  # a label column stays left-aligned
     for i, name in enumerate(columns):
-        table.add_column(str(name), justify="left" if i == 0 else "right")
+        table.add_column(str(name), justify="left" if i == 0 and label_first else "right")
     for row in rows:
         table.add_row(*(format_value(v, decimals, scale=scale) for v in row))
     (console or Console()).print(table)

@@ -156,7 +156,9 @@ class RevosResult:
 
         cols = ("J", "F", "JF", "A", "R")
         rows = [[name, *(self.subsets[name][c] for c in cols)] for name in ("referring", "reason", "overall")]
-        print_table(f"ReVOS (percent, r_weight={self.r_weight})", ("subset", *cols), rows, decimals=2, console=console)
+        print_table(
+            f"ReVOS (percent, r_weight={self.r_weight})", ("subset", *cols), rows, decimals=2, console=console
+        )
         failed = [e for e in self.expressions if e.status != "ok"]
         if failed:
             from rich.console import Console
@@ -240,7 +242,9 @@ def _score(job: _Job) -> RevosExpressionScore:
         if job.strict:
             raise failure_error(spec, fail, "scores it 0") from None
         status = "missing_video" if isinstance(fail, MissingVideo) else "failed"
-        return RevosExpressionScore(spec.video, spec.exp_id, job.type_id, 0.0, 0.0, 0.0, 0.0, 0, status, str(fail))
+        return RevosExpressionScore(
+            spec.video, spec.exp_id, job.type_id, 0.0, 0.0, 0.0, 0.0, 0, status, str(fail)
+        )
     return RevosExpressionScore(spec.video, spec.exp_id, job.type_id, j, f, a, r, n)
 
 
@@ -260,7 +264,9 @@ def _foregrounds(gt: GroundTruth, path: Path | None) -> dict[str, _ForegroundRle
         for a in as_list(exp.get("anno_id", [])):
             if str(a) not in ids:
                 ids.append(str(a))
-    return {video: _ForegroundUnion(tuple(gt.anno_source(a) for a in ids)) for video, ids in union_ids.items()}
+    return {
+        video: _ForegroundUnion(tuple(gt.anno_source(a) for a in ids)) for video, ids in union_ids.items()
+    }
 
 
 def _subset_means(scores: list[RevosExpressionScore]) -> dict[str, dict[str, float]]:
@@ -301,7 +307,9 @@ def evaluate_revos(
     fgs = _foregrounds(gt, fg_path)
     results = Path(results_dir)
     if not results.is_dir():
-        raise EvaluationError("results folder not found", path=results, fix="pass the folder holding <video>/ folders")
+        raise EvaluationError(
+            "results folder not found", path=results, fix="pass the folder holding <video>/ folders"
+        )
     jobs = []
     for video, exp_id, exp in gt.expressions():
         if "type_id" not in exp:

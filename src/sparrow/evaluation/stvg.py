@@ -65,6 +65,7 @@ __all__ = [
     "load_stvg_predictions",
     "print_summary_table",
     "recall_at",
+    "sequential_mean",
     "stvg_frames",
     "temporal_iou",
 ]
@@ -214,7 +215,8 @@ def recall_at(values: Sequence[float], threshold: float) -> float:
     return sum(1 for v in values if v > threshold) / len(values) if values else 0.0
 
 
-def _mean(values: Sequence[float]) -> float:
+def sequential_mean(values: Sequence[float]) -> float:
+    """Mean summed left to right, as the official loops accumulate (0.0 for no values)."""
     total = 0.0
     for v in values:  # sequential, like the official accumulation
         total += v
@@ -225,10 +227,14 @@ def _summary(scores: Sequence[StvgVideoScore]) -> dict[str, float | int]:
     tiou = [s.tiou for s in scores]
     viou = [s.viou for s in scores]
     gt = [s.gt_viou for s in scores]
-    out: dict[str, float | int] = {"n_videos": len(scores), "m_tIoU": _mean(tiou), "m_vIoU": _mean(viou)}
+    out: dict[str, float | int] = {
+        "n_videos": len(scores),
+        "m_tIoU": sequential_mean(tiou),
+        "m_vIoU": sequential_mean(viou),
+    }
     for r in STVG_THRESHOLDS:
         out[f"vIoU@{r}"] = recall_at(viou, r)
-    out["gt_vIoU"] = _mean(gt)
+    out["gt_vIoU"] = sequential_mean(gt)
     for r in STVG_THRESHOLDS:
         out[f"gt_vIoU@{r}"] = recall_at(gt, r)
     return out

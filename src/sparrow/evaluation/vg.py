@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ import cv2
 import numpy as np
 
 from sparrow.errors import DataFormatError, EvaluationError
-from sparrow.evaluation.stvg import print_summary_table, recall_at
+from sparrow.evaluation.stvg import print_summary_table, recall_at, sequential_mean
 from sparrow.evaluation.stvg_data import StvgVideo, load_stvg_annotations, sample_frame_ids
 from sparrow.structures.boxes import box_iou
 from sparrow.structures.masks import RLE, rle_decode
@@ -64,7 +64,7 @@ __all__ = [
     "evaluate_vg",
     "load_vg_predictions",
     "remove_small_blobs",
-    "test_transform_size",
+    "transform_frame_size",
     "vg_frames",
 ]
 
@@ -93,7 +93,7 @@ def vg_frames(video: StvgVideo, *, fps: float = 1, max_len: int = 40) -> list[in
     )
 
 
-def test_transform_size(width: int, height: int, resolution: int | None) -> tuple[int, int]:
+def transform_frame_size(width: int, height: int, resolution: int | None) -> tuple[int, int]:
     """``(new_h, new_w)`` of a ``width x height`` frame after the test transform (DETR ``resize``).
 
     ``resolution=None`` keeps the original size.
@@ -215,7 +215,7 @@ def _score_item(item: _Item) -> VgVideoScore | str:
         return "no prediction for this video"
     if video.width <= 0 or video.height <= 0:
         return "the annotation has no width/height for this video"
-    new_size = test_transform_size(video.width, video.height, item.resolution)
+    new_size = transform_frame_size(video.width, video.height, item.resolution)
     total = 0.0
     for f in item.frames:
         xywh = video.boxes_xywh.get(f)
@@ -245,10 +245,7 @@ def _score_item(item: _Item) -> VgVideoScore | str:
 
 def _summary(scores: list[VgVideoScore]) -> dict[str, float | int]:
     values = [s.gt_viou for s in scores]
-    total = 0.0
-    for v in values:
-        total += v
-    out: dict[str, float | int] = {"n_videos": len(values), "mIoU": total / len(values) if values else 0.0}
+    out: dict[str, float | int] = {"n_videos": len(values), "mIoU": sequential_mean(values)}
     for r in VG_THRESHOLDS:
         out[f"gt_vIoU@{r}"] = recall_at(values, r)
     return out
@@ -312,14 +309,13 @@ def evaluate_vg(
     """
     from sparrow.evaluation.parallel import parallel_map
 
-    test_transform_size(1, 1, resolution)  # validates the resolution early
+    transform_frame_size(1, 1, resolution)  # validates the resolution early
     gt = load_stvg_annotations(annotations)
     pred_path = Path(predictions) if isinstance(predictions, (str, Path)) else None
-    preds = (
-        load_vg_predictions(pred_path)
-        if pred_path is not None
-        else {str(k): dict(v) for k, v in predictions.items()}
-    )  # type: ignore[union-attr]
+    if pred_path is not None:
+        preds = load_vg_predictions(pred_path)
+    else:  # an in-memory mapping: normalise the keys as the JSON reader does
+        preds = {str(k): {int(f): r for f, r in v.items()} for k, v in predictions.items()}  # type: ignore[union-attr]
     known = {v.video_id for v in gt.videos}
     ignored = sorted(k for k in preds if k not in known)
     if ignored and strict:
@@ -336,9 +332,11 @@ def evaluate_vg(
             raise DataFormatError(f"video {v.video_id!r}: {err}", path=gt.path, fix="lower --fps") from err
         masks = preds.get(v.video_id)
         qtype = v.qtype if gt.dataset == "vidstg" and v.qtype else "interrogative"
+        # Ship only the sampled frames' boxes and masks to the worker processes.
+        sampled_boxes = {f: v.boxes_xywh[f] for f in frames if f in v.boxes_xywh}
         items.append(
             _Item(
-                v,
+                replace(v, boxes_xywh=sampled_boxes),
                 qtype,
                 frames,
                 None if masks is None else {f: masks[f] for f in frames if f in masks},

@@ -4,9 +4,10 @@ A :class:`TrainingSample` holds numpy arrays already at the model's resolutions 
 :class:`~sparrow.models.processor.SparrowProcessor`); :func:`collate` pads the token sequences and
 stacks or concatenates the rest into a :class:`Batch` of torch tensors.
 
-Grounding targets are listed per ``[SEG]`` token in reading order (row-major over the batch): the
-``j``-th ``[SEG]`` of the flattened ``input_ids`` is supervised by ``seg_masks[j]`` and, when the box
-prompt is on, its ``[BOX]`` (the nearest ``[BOX]`` before it) by ``boxes[j]``.
+Grounding targets are listed per token in reading order (row-major over the batch): the ``j``-th
+``[SEG]`` of the flattened ``input_ids`` is supervised by ``seg_masks[j]``, the ``i``-th ``[BOX]`` by
+``boxes[i]`` (its target's box on the key frame). A ``[SEG]`` right after a ``[BOX]`` (``[BOX] [SEG]``)
+is prompted with that box.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class TrainingSample:
         supervised: ``(T_sam,)`` bool, SAM frames whose masks are supervised.
         key_frame: index in ``[0, T_sam)`` of the frame the proposals come from.
         seg_masks: ``(n_seg, T_sam, S, S)`` bool target masklet of each ``[SEG]`` at SAM resolution.
-        boxes: ``(n_seg, 4)`` float32 target box of each ``[SEG]``'s ``[BOX]`` on the key frame,
+        boxes: ``(n_box, 4)`` float32 target of each ``[BOX]``: its object's box on the key frame,
             normalised ``cxcywh``.
-        box_valid: ``(n_seg,)`` bool, False where the target is absent from the key frame.
+        box_valid: ``(n_box,)`` bool, False where the target is absent from the key frame.
         det_boxes: ``(G, 4)`` float32 normalised ``cxcywh`` boxes of every object on the key frame
             (class-agnostic proposer targets).
         tsf_crops: ``(n_crops, 3, H_s, W_s)`` float32 crops along the target track, or ``None``.
@@ -70,7 +71,8 @@ class Batch:
         key_frames: ``(B,)`` int64.
         seg_masks: ``(n_seg, T_sam, S, S)`` bool, all samples' ``[SEG]`` targets in reading order.
         seg_sample: ``(n_seg,)`` int64, the sample of each ``[SEG]``.
-        boxes: ``(n_seg, 4)`` normalised ``cxcywh``; box_valid: ``(n_seg,)`` bool.
+        boxes: ``(n_box, 4)`` normalised ``cxcywh``; box_valid: ``(n_box,)`` bool.
+        box_sample: ``(n_box,)`` int64, the sample of each ``[BOX]``.
         det_boxes: list of ``B`` tensors ``(G_i, 4)`` normalised ``cxcywh``.
         tsf_crops: ``(B, N_max, 3, H_s, W_s)`` zero-padded, or ``None`` when no sample has crops.
         tsf_valid: ``(B, N_max)`` bool, or ``None``.
@@ -88,6 +90,7 @@ class Batch:
     seg_sample: Tensor
     boxes: Tensor
     box_valid: Tensor
+    box_sample: Tensor
     det_boxes: list[Tensor]
     tsf_crops: Tensor | None = None
     tsf_valid: Tensor | None = None
@@ -152,9 +155,16 @@ def collate(samples: list[TrainingSample], pad_id: int) -> Batch:
                     raise ValueError(f"samples disagree on tsf_crops shape: {c.shape[1:]} vs {shape}")
                 tsf_crops[i, : len(c)] = torch.from_numpy(np.asarray(c, dtype=np.float32))
                 tsf_valid[i, : len(c)] = True
-    sam_hw = samples[0].sam_frames.shape[1:]
-    t_sam = samples[0].sam_frames.shape[0]
-    seg_masks = [torch.from_numpy(np.asarray(s.seg_masks, dtype=bool)) for s in samples]
+
+    def cat(name: str, dtype: np.dtype, row_shape: tuple[int, ...]) -> Tensor:
+        return torch.cat(
+            [
+                torch.from_numpy(np.asarray(getattr(s, name), dtype=dtype).reshape(-1, *row_shape))
+                for s in samples
+            ]
+        )
+
+    sam_shape = samples[0].sam_frames.shape
     return Batch(
         input_ids=torch.from_numpy(input_ids),
         attention_mask=torch.from_numpy(attention),
@@ -164,22 +174,21 @@ def collate(samples: list[TrainingSample], pad_id: int) -> Batch:
         sam_frames=stack("sam_frames").float(),
         supervised=stack("supervised").bool(),
         key_frames=torch.tensor([s.key_frame for s in samples], dtype=torch.long),
-        seg_masks=torch.cat(seg_masks)
-        if seg_masks
-        else torch.zeros((0, t_sam, *sam_hw[1:]), dtype=torch.bool),
-        seg_sample=torch.cat(
-            [torch.full((len(s.seg_masks),), i, dtype=torch.long) for i, s in enumerate(samples)]
-        ),
-        boxes=torch.cat(
-            [torch.from_numpy(np.asarray(s.boxes, dtype=np.float32)).reshape(-1, 4) for s in samples]
-        ),
-        box_valid=torch.cat([torch.from_numpy(np.asarray(s.box_valid, dtype=bool)) for s in samples]),
+        seg_masks=cat("seg_masks", bool, (sam_shape[0], *sam_shape[2:])),
+        seg_sample=_sample_index([len(s.seg_masks) for s in samples]),
+        boxes=cat("boxes", np.float32, (4,)),
+        box_valid=cat("box_valid", bool, ()),
+        box_sample=_sample_index([len(s.box_valid) for s in samples]),
         det_boxes=[
             torch.from_numpy(np.asarray(s.det_boxes, dtype=np.float32)).reshape(-1, 4) for s in samples
         ],
         tsf_crops=tsf_crops,
         tsf_valid=tsf_valid,
     )
+
+
+def _sample_index(counts: list[int]) -> Tensor:
+    return torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(counts)])
 
 
 def _check_sample(s: TrainingSample) -> None:
@@ -192,8 +201,8 @@ def _check_sample(s: TrainingSample) -> None:
         raise ValueError(f"supervised must be ({t_sam},), got {s.supervised.shape}")
     if not 0 <= s.key_frame < t_sam:
         raise ValueError(f"key_frame {s.key_frame} outside [0, {t_sam})")
-    n_seg = len(s.seg_masks)
-    if s.seg_masks.shape[1:] != (t_sam, *s.sam_frames.shape[2:]):
+    if s.seg_masks.ndim != 4 or s.seg_masks.shape[1:] != (t_sam, *s.sam_frames.shape[2:]):
         raise ValueError(f"seg_masks must be (n_seg, {t_sam}, S, S), got {s.seg_masks.shape}")
-    if np.asarray(s.boxes).reshape(-1, 4).shape[0] != n_seg or np.asarray(s.box_valid).shape != (n_seg,):
-        raise ValueError(f"boxes and box_valid must have one row per [SEG] target ({n_seg})")
+    valid = np.asarray(s.box_valid)
+    if valid.ndim != 1 or np.asarray(s.boxes).reshape(-1, 4).shape[0] != len(valid):
+        raise ValueError("boxes (n_box, 4) and box_valid (n_box,) must have one row per [BOX]")

@@ -347,6 +347,8 @@ def _coerce(hint: Any, value: Any, where: str, source: str | Path | None) -> Any
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{where}.", source)
     if origin is Literal:
+        if value is False and "off" in args:  # YAML 1.1 reads a bare `off` as false
+            value = "off"
         if value not in args:
             raise ConfigError(
                 f"{where}={value!r} is not one of {list(args)}", path=source, fix="pick a listed value"

@@ -31,7 +31,9 @@ from sparrow.models.vision import resize_normalize
 from sparrow.structures.boxes import box_convert, masks_to_boxes, normalize_boxes
 from sparrow.structures.masks import resize_mask
 
-_BOX_RE = re.compile(r"\s*\[BOX\]")
+_WITH_BOX = re.compile(r"(?:\[BOX\]\s*)?\[SEG\]")
+_WITHOUT_BOX = re.compile(r"\[BOX\](?:\s*\[SEG\])?")
+_SLOT = re.compile(r"\[BOX\]\s*\[SEG\]|\[BOX\]|\[SEG\]")
 
 
 def uniform_indices(n_frames: int, n: int) -> np.ndarray:
@@ -68,11 +70,14 @@ class SparrowProcessor:
         return self.config.tsf.k if on else 0
 
     def format_answer(self, answer: str) -> str:
-        """``[BOX]`` inserted before every ``[SEG]`` (box prompt on) or removed (off)."""
-        text = _BOX_RE.sub("", answer)
+        """Adapt grounding tokens to the ``box_prompt`` switch.
+
+        On: every ``[SEG]`` becomes ``[BOX] [SEG]`` (a lone ``[BOX]``, a box answer, stays).
+        Off (the baseline has no box token): ``[BOX] [SEG]`` and a lone ``[BOX]`` become ``[SEG]``.
+        """
         if self.config.box_prompt:
-            text = text.replace(SEG, f"{BOX} {SEG}")
-        return text
+            return _WITH_BOX.sub(f"{BOX} {SEG}", answer)
+        return _WITHOUT_BOX.sub(SEG, answer)
 
     def prompt_ids(self, question: str, *, with_tsf: bool) -> list[int]:
         """Prompt ids for generation (``with_tsf``: append K ``<tsf>`` placeholders)."""
@@ -123,7 +128,7 @@ class SparrowProcessor:
         frames: np.ndarray,
         question: str,
         answer: str,
-        seg_masks: np.ndarray,
+        targets: np.ndarray,
         *,
         sam_indices: Sequence[int] | None = None,
         supervised: Sequence[bool] | None = None,
@@ -136,23 +141,29 @@ class SparrowProcessor:
         Args:
             frames: the clip, ``(T, H, W, 3)`` uint8.
             question: the user's text (no ``<video>``; it is added).
-            answer: the target answer with one ``[SEG]`` per target (``[BOX]`` is adapted).
-            seg_masks: ``(n_seg, T, H, W)`` bool masklet of each ``[SEG]``, in answer order.
+            answer: the target answer; its grounding tokens are adapted by :meth:`format_answer`.
+            targets: ``(n, T, H, W)`` bool, one masklet per grounding slot of the answer in reading
+                order -- a slot is ``[BOX] [SEG]``, a lone ``[SEG]`` or a lone ``[BOX]``; a multi-object
+                referent is the union of its objects' masks. A ``[SEG]`` is supervised with the
+                masklet, a ``[BOX]`` with the masklet's box on the key frame.
             sam_indices: the ``T_sam`` clip frames given to SAM2 (default: ``sam2.frames`` uniform).
             supervised: which of those frames get the mask loss (default: all).
             key_frame: index into ``sam_indices`` of the proposal frame (default 0, as in the paper).
             object_masks: ``(G, H, W)`` bool masks of EVERY object on the key frame (proposer
-                targets); default: the ``[SEG]`` targets.
+                targets); default: the targets.
             track: ``(T, 4)`` xyxy boxes for the TSF crops; default: the first target's masks.
 
         Raises:
-            ValueError: the number of ``[SEG]`` in ``answer`` differs from ``len(seg_masks)``.
+            ValueError: the answer's grounding slots do not match ``len(targets)``.
         """
         frames = np.asarray(frames)
-        seg_masks = np.asarray(seg_masks, dtype=bool).reshape(-1, *frames.shape[:3])
+        targets = np.asarray(targets, dtype=bool).reshape(-1, *frames.shape[:3])
         answer = self.format_answer(answer)
-        if answer.count(SEG) != len(seg_masks):
-            raise ValueError(f"the answer has {answer.count(SEG)} [SEG] but {len(seg_masks)} target masklets")
+        slots = _SLOT.findall(answer)
+        if len(slots) != len(targets):
+            raise ValueError(
+                f"the answer has {len(slots)} grounding slot(s) but {len(targets)} target masklets"
+            )
         n_tsf = self.n_tsf(training=True)
         example = self.tokenizer.example(question, answer, n_video=self.n_video, n_tsf=n_tsf)
         spatial, temporal = self.encoder_inputs(frames)
@@ -164,25 +175,25 @@ class SparrowProcessor:
         sup = np.ones(len(idx), dtype=bool) if supervised is None else np.asarray(supervised, dtype=bool)
         h, w = frames.shape[1:3]
         s = self.sam_size
-        targets = (
-            np.stack([resize_mask(m[idx], (s, s)) for m in seg_masks])
-            if len(seg_masks)
-            else np.zeros((0, len(idx), s, s), dtype=bool)
-        )
-        key_masks = seg_masks[:, idx[key_frame]]
-        boxes = _normalised_cxcywh(key_masks, (h, w))
-        box_valid = key_masks.reshape(len(key_masks), -1).any(axis=1)
+        seg = [k for k, slot in enumerate(slots) if SEG in slot]
+        box = [k for k, slot in enumerate(slots) if BOX in slot]
+        seg_masks = np.zeros((len(seg), len(idx), s, s), dtype=bool)
+        for row, k in enumerate(seg):
+            seg_masks[row] = resize_mask(targets[k][idx], (s, s))
+        key_masks = targets[:, idx[key_frame]]
+        present = key_masks.reshape(len(targets), -1).any(axis=1)
+        key_boxes = _normalised_cxcywh(key_masks, (h, w))
         if object_masks is None:
-            det = boxes[box_valid]
+            det = key_boxes[present]
         else:
             objects = np.asarray(object_masks, dtype=bool)
             det = _normalised_cxcywh(objects[objects.reshape(len(objects), -1).any(axis=1)], (h, w))
         crops = None
         if n_tsf:
             if track is None:
-                if not len(seg_masks):
+                if not len(targets):
                     raise ValueError("TSF needs a track: give `track` or at least one target masklet")
-                track = track_boxes(seg_masks[0])
+                track = track_boxes(targets[0])
             crops = self.tsf_crops(frames, track).numpy()
         return TrainingSample(
             input_ids=np.asarray(example.input_ids, dtype=np.int64),
@@ -192,9 +203,9 @@ class SparrowProcessor:
             sam_frames=self.sam_inputs(frames[idx]).numpy(),
             supervised=sup,
             key_frame=key_frame,
-            seg_masks=targets,
-            boxes=boxes,
-            box_valid=box_valid,
+            seg_masks=seg_masks,
+            boxes=key_boxes[box].reshape(-1, 4),
+            box_valid=present[box],
             det_boxes=det,
             tsf_crops=crops,
         )

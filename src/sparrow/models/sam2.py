@@ -493,6 +493,10 @@ class Sam2Adapter(nn.Module):
         )
         return low_res, out.object_score_logits
 
+    def _memory_window(self) -> int:
+        """How many tracked frames back SAM2 reads: its memory frames and its object pointers."""
+        return max(self.model.num_maskmem, self.model.config.max_object_pointers_in_encoder)
+
     def _track(
         self,
         session: Sam2VideoInferenceSession,
@@ -504,7 +508,7 @@ class Sam2Adapter(nn.Module):
         time; outputs older than the memory window are dropped, so memory stays bounded."""
         obj_idx = session.obj_id_to_idx(_OBJ_ID)
         outputs = session.output_dict_per_obj[obj_idx]["non_cond_frame_outputs"]
-        window = max(self.model.num_maskmem, self.model.config.max_object_pointers_in_encoder)
+        window = self._memory_window()
         step = -1 if reverse else 1
         device = self.pixel_mean.device
         for t in order:
@@ -557,7 +561,7 @@ class Sam2Adapter(nn.Module):
                 inference_device=device,
                 inference_state_device=device,
                 video_storage_device=device,
-                dtype=torch.float32,
+                dtype=self.model.no_memory_embedding.dtype,  # a torch.dtype: the default string breaks .to()
             )
             key = pixel_values[key_frame].to(device, self.pixel_mean.dtype)
             logits, score = self._condition_session(

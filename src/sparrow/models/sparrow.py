@@ -94,7 +94,7 @@ class SparrowOutput:
         mask_pairs: ``(N, 2)`` int64 ``([SEG] index, SAM frame index)`` of each row of ``mask_logits``.
         object_score_logits: ``(N, 1)``.
         proposals: top-k proposals of each sample's key frame ``(B, k, ...)``, or ``None`` (box prompt off).
-        filtration: per-``[SEG]`` filtration output ``(n_seg, k, ...)``, or ``None``.
+        filtration: per-``[BOX]`` filtration output ``(n_box, k, ...)``, or ``None``.
     """
 
     loss: Tensor
@@ -300,6 +300,7 @@ class SparrowModel(nn.Module):
         """Teacher-forced training step: every loss term (:func:`loss_terms`) and the total."""
         cfg = self.config
         ids = self._tok().ids
+        seg_box = self._check_targets(batch)
         video_tokens = self.encode_video(batch.spatial_frames, batch.temporal_frames)
         tsf_tokens = None
         if cfg.tsf.mode != "off" and batch.tsf_crops is not None:
@@ -315,11 +316,6 @@ class SparrowModel(nn.Module):
         losses = {"lm_ce": F.cross_entropy(answer_logits.float(), targets[answer]) if answer.any() else zero}
 
         seg_hidden = hidden[batch.input_ids == ids.seg]
-        n_seg = seg_hidden.shape[0]
-        if n_seg != batch.seg_masks.shape[0]:
-            raise ValueError(
-                f"the batch has {n_seg} [SEG] tokens but {batch.seg_masks.shape[0]} target masklets"
-            )
         b, t = batch.sam_frames.shape[:2]
         needed = batch.supervised.clone()
         if cfg.box_prompt:
@@ -332,22 +328,22 @@ class SparrowModel(nn.Module):
         proposals = filtration = None
         box_prompts = None
         if cfg.box_prompt:
-            box_hidden = _paired_box_hidden(hidden, batch.input_ids, ids.box, ids.seg)
+            box_hidden = hidden[batch.input_ids == ids.box]
             key_rows = row_of[torch.arange(b, device=flat.device) * t + batch.key_frames]
             all_proposals = self.proposer(features.image_embeddings[key_rows])
             losses.update(detr_losses(all_proposals, batch.det_boxes))
             proposals = all_proposals.top_k(cfg.proposer.top_k)
-            per_seg = _index_proposals(proposals, batch.seg_sample)
-            filtration = self.filtration(self.box_projection(box_hidden), per_seg)
+            per_box = _index_proposals(proposals, batch.box_sample)
+            filtration = self.filtration(self.box_projection(box_hidden), per_box)
             valid = batch.box_valid
             if bool(valid.any()):
                 losses["proposal_bce"] = proposal_selection_loss(
-                    filtration.scores[valid], per_seg.boxes[valid].detach(), batch.boxes[valid]
+                    filtration.scores[valid], per_box.boxes[valid].detach(), batch.boxes[valid]
                 )
                 losses.update(box_l1_giou_loss(filtration.selected_boxes[valid], batch.boxes[valid]))
             else:
                 losses.update({"proposal_bce": zero, "box_l1": zero, "box_giou": zero})
-            box_prompts = filtration.selected_boxes.detach()
+            box_prompts = filtration.selected_boxes.detach()[seg_box]
 
         pairs = batch.supervised[batch.seg_sample].nonzero()  # (N, 2): ([SEG] j, frame t)
         seg_of_pair = pairs[:, 0]
@@ -383,6 +379,22 @@ class SparrowModel(nn.Module):
             proposals=proposals,
             filtration=filtration,
         )
+
+    def _check_targets(self, batch: Batch) -> Tensor | None:
+        """Validate the grounding tokens against the targets before any compute; with the box
+        prompt on, return the ``[BOX]`` index of each ``[SEG]``."""
+        ids = self._tok().ids
+        n_seg = int((batch.input_ids == ids.seg).sum())
+        if n_seg != batch.seg_masks.shape[0]:
+            raise ValueError(
+                f"the batch has {n_seg} [SEG] tokens but {batch.seg_masks.shape[0]} target masklets"
+            )
+        if not self.config.box_prompt:
+            return None
+        n_box = int((batch.input_ids == ids.box).sum())
+        if n_box != batch.boxes.shape[0]:
+            raise ValueError(f"the batch has {n_box} [BOX] tokens but {batch.boxes.shape[0]} box targets")
+        return _seg_box_pairs(batch.input_ids, ids.box, ids.seg)
 
     # -- inference pieces ------------------------------------------------------------------------
 
@@ -422,6 +434,25 @@ class SparrowModel(nn.Module):
         """Top-k class-agnostic proposals of key frames: features of ``N`` frames -> ``(N, k, ...)``."""
         return self.proposer(key_features.image_embeddings).top_k(self.config.proposer.top_k)
 
+    def select_boxes(
+        self, box_hidden: Tensor, key_features: Sam2Features
+    ) -> tuple[FiltrationOutput, ProposerOutput]:
+        """Boxes for ``n`` ``[BOX]`` queries on one key frame: proposer, then filtration head.
+
+        Args:
+            box_hidden: ``(n, D)`` LLM hidden states of the ``[BOX]`` tokens.
+            key_features: SAM2 features of exactly ONE key frame.
+
+        Returns:
+            The filtration output ``(n, k, ...)`` (``selected_boxes``: ``(n, 4)`` normalised ``cxcywh``)
+            and the key frame's top-k proposals ``(1, k, ...)``.
+        """
+        if len(key_features) != 1:
+            raise ValueError("select_boxes needs the SAM2 features of exactly one key frame")
+        proposals = self.propose(key_features)
+        index = torch.zeros(box_hidden.shape[0], dtype=torch.long, device=box_hidden.device)
+        return self.filtration(self.box_projection(box_hidden), _index_proposals(proposals, index)), proposals
+
     def prompts_from_hidden(
         self, seg_hidden: Tensor, box_hidden: Tensor | None, key_features: Sam2Features | None
     ) -> GroundingPrompts:
@@ -439,14 +470,11 @@ class SparrowModel(nn.Module):
         seg = self.seg_projection(seg_hidden)[:, None]
         if not self.config.box_prompt or box_hidden is None:
             return GroundingPrompts(seg_embeddings=seg, boxes=None, proposals=None, filtration=None)
-        if key_features is None or len(key_features) != 1:
+        if key_features is None:
             raise ValueError("the box prompt needs the SAM2 features of exactly one key frame")
         if box_hidden.shape[0] != seg_hidden.shape[0]:
             raise ValueError(f"{box_hidden.shape[0]} [BOX] states for {seg_hidden.shape[0]} [SEG] states")
-        proposals = self.propose(key_features)
-        n = seg_hidden.shape[0]
-        expanded = _index_proposals(proposals, torch.zeros(n, dtype=torch.long, device=seg.device))
-        filtration = self.filtration(self.box_projection(box_hidden), expanded)
+        filtration, proposals = self.select_boxes(box_hidden, key_features)
         return GroundingPrompts(
             seg_embeddings=seg, boxes=filtration.selected_boxes, proposals=proposals, filtration=filtration
         )
@@ -500,29 +528,30 @@ class SparrowModel(nn.Module):
         return load_checkpoint(folder, overrides)
 
 
-def _paired_box_hidden(hidden: Tensor, input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
-    """Hidden states ``(n_seg, D)`` of the ``[BOX]`` paired with each ``[SEG]`` (reading order).
+def _seg_box_pairs(input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
+    """For each ``[SEG]`` (reading order), the index (reading order) of its ``[BOX]``: the last
+    ``[BOX]`` after the previous ``[SEG]`` of the row -> ``(n_seg,)`` int64.
 
-    Each ``[SEG]`` pairs with the nearest ``[BOX]`` before it and after the previous ``[SEG]``.
+    Raises:
+        ValueError: a ``[SEG]`` has no such ``[BOX]``.
     """
-    rows = []
-    for r in range(input_ids.shape[0]):
-        ids = input_ids[r].tolist()
-        last_box = None
-        for pos, token in enumerate(ids):
+    pairs: list[int] = []
+    n_box = 0
+    for row in input_ids.tolist():
+        last = None
+        for token in row:
             if token == box_id:
-                last_box = pos
+                last = n_box
+                n_box += 1
             elif token == seg_id:
-                if last_box is None:
+                if last is None:
                     raise ValueError(
                         "box_prompt is on but a [SEG] has no [BOX] before it (format answers with "
                         "SparrowProcessor.format_answer)"
                     )
-                rows.append(hidden[r, last_box])
-                last_box = None
-    if not rows:
-        return hidden.new_zeros((0, hidden.shape[-1]))
-    return torch.stack(rows)
+                pairs.append(last)
+                last = None
+    return torch.tensor(pairs, dtype=torch.long, device=input_ids.device)
 
 
 def _index_proposals(proposals: ProposerOutput, index: Tensor) -> ProposerOutput:

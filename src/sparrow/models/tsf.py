@@ -78,8 +78,8 @@ def crop_track(
 def kmeans_medoids(vectors: Tensor, k: int, iterations: int) -> Tensor:
     """Indices ``(k,)`` int64 of the medoids of ``k`` K-means clusters of ``vectors`` ``(n, D)``.
 
-    Deterministic: the centres start at ``k`` samples spread evenly over the (temporal) order;
-    ``iterations`` Lloyd steps with L2 distance (an empty cluster keeps its centre); each centre then
+    Deterministic: the centres start at the first sample and then, greedily, the sample farthest
+    from the centres chosen so far (farthest-point seeding); ``iterations`` Lloyd steps with L2 distance (an empty cluster keeps its centre); each centre then
     takes its nearest sample not taken by an earlier centre. With ``n <= k`` every sample is used
     once and the list repeats cyclically to length ``k``.
     """
@@ -89,7 +89,12 @@ def kmeans_medoids(vectors: Tensor, k: int, iterations: int) -> Tensor:
     if n <= k:
         return torch.arange(k, device=vectors.device) % n
     x = vectors.detach().float()
-    centres = x[torch.linspace(0, n - 1, k, device=x.device).round().long()].clone()
+    seeds = [0]
+    nearest = torch.cdist(x, x[:1])[:, 0]
+    for _ in range(k - 1):
+        seeds.append(int(nearest.argmax()))
+        nearest = torch.minimum(nearest, torch.cdist(x, x[seeds[-1] : seeds[-1] + 1])[:, 0])
+    centres = x[seeds].clone()
     for _ in range(iterations):
         assign = torch.cdist(x, centres).argmin(dim=1)
         for c in range(k):

@@ -14,10 +14,10 @@ the same kind of array. Areas use no ``+1`` (torchvision convention), as the STV
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 Array = Any  # numpy.ndarray | torch.Tensor
@@ -25,22 +25,28 @@ Array = Any  # numpy.ndarray | torch.Tensor
 _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
+def _is_torch(x: Array) -> bool:
+    """True for a torch tensor, without importing torch (it is only loaded when the caller has it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _stack(parts: list[Array], like: Array) -> Array:
-    if isinstance(like, torch.Tensor):
-        return torch.stack(parts, dim=-1)
+    if _is_torch(like):
+        return sys.modules["torch"].stack(parts, dim=-1)
     return np.stack(parts, axis=-1)
 
 
 def _maximum(a: Array, b: Array) -> Array:
-    return torch.maximum(a, b) if isinstance(a, torch.Tensor) else np.maximum(a, b)
+    return sys.modules["torch"].maximum(a, b) if _is_torch(a) else np.maximum(a, b)
 
 
 def _minimum(a: Array, b: Array) -> Array:
-    return torch.minimum(a, b) if isinstance(a, torch.Tensor) else np.minimum(a, b)
+    return sys.modules["torch"].minimum(a, b) if _is_torch(a) else np.minimum(a, b)
 
 
 def _as_float(boxes: Array) -> Array:
-    if isinstance(boxes, torch.Tensor):
+    if _is_torch(boxes):
         return boxes if boxes.is_floating_point() else boxes.float()
     arr = np.asarray(boxes)
     return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
@@ -71,8 +77,8 @@ def box_convert(boxes: Array, in_fmt: BoxFormat, out_fmt: BoxFormat) -> Array:
 def _size_vector(size: tuple[int, int], like: Array) -> Array:
     h, w = size
     scale = [w, h, w, h]
-    if isinstance(like, torch.Tensor):
-        return torch.tensor(scale, dtype=like.dtype, device=like.device)
+    if _is_torch(like):
+        return sys.modules["torch"].tensor(scale, dtype=like.dtype, device=like.device)
     return np.asarray(scale, dtype=like.dtype)
 
 
@@ -123,7 +129,8 @@ def box_iou(a: Array, b: Array) -> Array:
     A pair whose union is zero (two degenerate boxes) has IoU 0.
     """
     inter, union = _inter_union(a, b)
-    if isinstance(inter, torch.Tensor):
+    if _is_torch(inter):
+        torch = sys.modules["torch"]
         return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
@@ -137,7 +144,7 @@ def generalized_box_iou(a: Array, b: Array) -> Array:
     rb = _maximum(a[:, None, 2:], b[None, :, 2:])
     wh = (rb - lt).clip(min=0)
     hull = wh[..., 0] * wh[..., 1]
-    if isinstance(inter, torch.Tensor):
+    if _is_torch(inter):
         iou = inter / union.clamp(min=1e-12)
         return iou - (hull - union) / hull.clamp(min=1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -152,7 +159,7 @@ def masks_to_boxes(masks: Array) -> Array:
     Empty masks get ``(0, 0, 0, 0)``. (The DETR ``masks_to_boxes`` used by VideoGLaMM's grounding
     evaluation omits the ``+1``; :mod:`sparrow.evaluation` implements that variant itself.)
     """
-    is_torch = isinstance(masks, torch.Tensor)
+    is_torch = _is_torch(masks)
     m = masks.detach().cpu().numpy() if is_torch else np.asarray(masks)
     if m.ndim != 3:
         raise ValueError(f"masks must have shape (N, H, W), got {m.shape}")
@@ -171,5 +178,5 @@ def masks_to_boxes(masks: Array) -> Array:
         x2 = w - c[:, ::-1].argmax(axis=1)
         out[nonempty] = np.stack([x1, y1, x2, y2], axis=1)
     if is_torch:
-        return torch.from_numpy(out).to(masks.device)
+        return sys.modules["torch"].from_numpy(out).to(masks.device)
     return out

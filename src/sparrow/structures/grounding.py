@@ -26,12 +26,18 @@ class GroundedPhrase:
     char_span: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "char_span": list(self.char_span) if self.char_span else None, **self.masklet.to_dict()}
+        return {
+            "text": self.text,
+            "char_span": list(self.char_span) if self.char_span else None,
+            **self.masklet.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GroundedPhrase:
         span = data.get("char_span")
-        return cls(text=data["text"], masklet=Masklet.from_dict(data), char_span=tuple(span) if span else None)
+        return cls(
+            text=data["text"], masklet=Masklet.from_dict(data), char_span=tuple(span) if span else None
+        )
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,9 @@ class GroundingResult:
         object.__setattr__(self, "phrases", tuple(self.phrases))
         for p in self.phrases:
             if tuple(p.masklet.size) != tuple(self.size):
-                raise ValueError(f"phrase {p.text!r} has masks of size {p.masklet.size}, result size is {self.size}")
+                raise ValueError(
+                    f"phrase {p.text!r} has masks of size {p.masklet.size}, result size is {self.size}"
+                )
 
     @property
     def masklets(self) -> list[Masklet]:

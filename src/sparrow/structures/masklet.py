@@ -12,7 +12,9 @@ from .boxes import masks_to_boxes
 from .masks import RLE, rle_area, rle_decode, rle_encode_stack, rle_to_box
 
 
-def runs_of_true(flags: Sequence[bool] | np.ndarray, positions: Sequence[int] | np.ndarray) -> list[tuple[int, int]]:
+def runs_of_true(
+    flags: Sequence[bool] | np.ndarray, positions: Sequence[int] | np.ndarray
+) -> list[tuple[int, int]]:
     """Maximal runs of consecutive ``True`` positions in ``flags`` as inclusive ``(first, last)`` pairs.
 
     ``positions[i]`` is the frame number of ``flags[i]``; a run breaks where a flag is False (a gap

@@ -29,7 +29,10 @@ def rle_encode(mask: np.ndarray) -> RLE:
         raise ValueError(f"rle_encode expects one (H, W) mask, got shape {m.shape}")
     rle = coco_mask.encode(np.asfortranarray(m.astype(np.uint8)))
     counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def rle_encode_stack(masks: np.ndarray) -> list[RLE]:
@@ -51,7 +54,10 @@ def _to_coco(rle: RLE) -> dict[str, Any]:
     if isinstance(counts, list):  # uncompressed RLE -> compressed
         h, w = rle["size"]
         return coco_mask.frPyObjects(rle, h, w)
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
 
 
 def rle_decode(rle: RLE) -> np.ndarray:
@@ -77,7 +83,9 @@ def rle_iou(a: list[RLE], b: list[RLE]) -> np.ndarray:
     """
     if not a or not b:
         return np.zeros((len(a), len(b)), dtype=np.float64)
-    return np.asarray(coco_mask.iou([_to_coco(r) for r in a], [_to_coco(r) for r in b], [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
+    return np.asarray(
+        coco_mask.iou([_to_coco(r) for r in a], [_to_coco(r) for r in b], [0] * len(b)), dtype=np.float64
+    ).reshape(len(a), len(b))
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:

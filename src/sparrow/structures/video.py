@@ -26,7 +26,9 @@ class VideoClip:
     def __post_init__(self) -> None:
         frames = np.asarray(self.frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"VideoClip.frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+            raise ValueError(
+                f"VideoClip.frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}"
+            )
         fi = np.asarray(self.frame_indices, dtype=np.int64).reshape(-1)
         if fi.shape[0] != frames.shape[0]:
             raise ValueError(f"VideoClip has {frames.shape[0]} frames but {fi.shape[0]} frame indices")

@@ -172,7 +172,14 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             tensors[f"cuda_{i}"] = state
     meta = {
         "python": json.dumps({"version": version, "gauss": gauss}),
-        "numpy": json.dumps({"kind": np_state[0], "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}),
+        "numpy": json.dumps(
+            {
+                "kind": np_state[0],
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "gauss": float(np_state[4]),
+            }
+        ),
     }
     return tensors, meta
 
@@ -252,7 +259,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot read the weights: {exc}", path=path, fix="resume from an older checkpoint") from exc
+        raise CheckpointError(
+            f"cannot read the weights: {exc}", path=path, fix="resume from an older checkpoint"
+        ) from exc
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -265,7 +274,9 @@ def load_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path.name}: {exc}", path=path, fix="resume from an older checkpoint") from exc
+        raise CheckpointError(
+            f"cannot read {path.name}: {exc}", path=path, fix="resume from an older checkpoint"
+        ) from exc
 
 
 # -------------------------------------------------------------------------------------------- manager
@@ -281,7 +292,9 @@ class CheckpointManager:
         barrier: waits for every rank (a no-op in a single process).
     """
 
-    def __init__(self, folder: Path, *, keep_last: int, rank: int = 0, barrier: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, folder: Path, *, keep_last: int, rank: int = 0, barrier: Callable[[], None] = lambda: None
+    ) -> None:
         self.folder = Path(folder)
         self.keep_last = keep_last
         self.rank = rank
@@ -377,7 +390,9 @@ def read_state(folder: Path) -> TrainerState:
             raise ValueError(f"format {data.get('format')!r}, expected {STATE_FORMAT}")
         return TrainerState.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"unreadable trainer state: {exc}", path=path, fix="resume from an older checkpoint") from exc
+        raise CheckpointError(
+            f"unreadable trainer state: {exc}", path=path, fix="resume from an older checkpoint"
+        ) from exc
 
 
 def write_state(folder: Path, state: TrainerState) -> None:

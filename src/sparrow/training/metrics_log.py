@@ -60,7 +60,10 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                warnings.warn("logging.tensorboard is on but tensorboard is not installed; writing JSONL only", stacklevel=2)
+                warnings.warn(
+                    "logging.tensorboard is on but tensorboard is not installed; writing JSONL only",
+                    stacklevel=2,
+                )
             else:
                 self._tb = SummaryWriter(str(self.path.parent / "tensorboard"))
 
@@ -71,7 +74,12 @@ class MetricsLog:
         kept = [
             r
             for r in read_metrics(self.path)
-            if r.get("stage_index", -1) < stage_index or (r.get("stage_index") == stage_index and r.get("step", 0) <= step and r.get("kind") != "stage_end")
+            if r.get("stage_index", -1) < stage_index
+            or (
+                r.get("stage_index") == stage_index
+                and r.get("step", 0) <= step
+                and r.get("kind") != "stage_end"
+            )
         ]
         write_text_durable(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 

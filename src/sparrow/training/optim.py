@@ -23,11 +23,17 @@ def make_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.AdamW:
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
-        raise ConfigError("this stage trains no parameter (set_stage froze everything)", fix="check the stage number and the model preset")
+        raise ConfigError(
+            "this stage trains no parameter (set_stage froze everything)",
+            fix="check the stage number and the model preset",
+        )
     if spec.weight_decay > 0:
         decay = [p for n, p in named if p.ndim >= 2]
         no_decay = [p for n, p in named if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": spec.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         groups = [g for g in groups if g["params"]]
     else:
         groups = [{"params": [p for _, p in named], "weight_decay": 0.0}]
@@ -46,13 +52,12 @@ def lr_factor(step: int, spec: OptimSpec, total: int) -> float:
         return 1.0
     span = max(1, total - spec.warmup_steps)
     progress = min(1.0, max(0.0, (step - spec.warmup_steps) / span))
-    if spec.schedule == "linear":
-        shape = 1.0 - progress
-    else:
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    shape = 1.0 - progress if spec.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return spec.min_lr_ratio + (1.0 - spec.min_lr_ratio) * shape
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, spec: OptimSpec, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, spec: OptimSpec, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule of :func:`lr_factor`, stepped once per optimizer step."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, spec, total))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 def format_losses(losses: dict[str, float], limit: int = 6) -> str:
@@ -28,7 +35,9 @@ class TrainProgress:
         every: steps between plain lines when the console is not a terminal.
     """
 
-    def __init__(self, description: str, total: int, *, start: int = 0, enabled: bool = True, every: int = 10) -> None:
+    def __init__(
+        self, description: str, total: int, *, start: int = 0, enabled: bool = True, every: int = 10
+    ) -> None:
         self.console = Console(stderr=True)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
@@ -52,7 +61,9 @@ class TrainProgress:
                 console=self.console,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total, completed=self._start, losses="", speed="")
+            self._task = self._progress.add_task(
+                self.description, total=self.total, completed=self._start, losses="", speed=""
+            )
         return self
 
     def update(self, step: int, losses: dict[str, float], samples_per_s: float, steps_per_s: float) -> None:
@@ -63,13 +74,18 @@ class TrainProgress:
         if self._progress is not None:
             self._progress.update(self._task, completed=step, losses=format_losses(losses), speed=speed)
         elif step % self.every == 0 or step == self.total:
-            self.console.print(f"{self.description} step {step}/{self.total}  {format_losses(losses)}  {speed}", highlight=False)
+            self.console.print(
+                f"{self.description} step {step}/{self.total}  {format_losses(losses)}  {speed}",
+                highlight=False,
+            )
 
     def message(self, text: str) -> None:
         """Print a line above the bar."""
         if self.enabled:
             self.console.print(text, highlight=False)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.__exit__(exc_type, exc, tb)

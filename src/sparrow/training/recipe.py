@@ -48,7 +48,7 @@ _Loader.add_implicit_resolver(
 
 def parse_yaml(text: str) -> Any:
     """Parse YAML text with :class:`_Loader` (safe; scientific notation without a dot is a float)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+    return yaml.load(text, Loader=_Loader)
 
 
 def recipes_dir() -> Path:
@@ -298,11 +298,15 @@ def apply_set(data: dict[str, Any], assignment: str) -> None:
     """
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {assignment!r} is not of the form key.sub=value", fix="e.g. --set optim.lr=1e-4")
+        raise ConfigError(
+            f"--set {assignment!r} is not of the form key.sub=value", fix="e.g. --set optim.lr=1e-4"
+        )
     try:
         value = parse_yaml(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})", fix="quote the value") from exc
+        raise ConfigError(
+            f"--set {assignment!r}: the value is not valid YAML ({exc})", fix="quote the value"
+        ) from exc
     parts = key.strip().split(".")
     node: Any = data
     for i, part in enumerate(parts):
@@ -373,7 +377,10 @@ def check_recipe(recipe: Recipe, source: str | Path | None = None) -> None:
         except ConfigError as exc:
             bad(exc.message, exc.fix or "use the keys of the optim section")
         if opt.lr <= 0 or opt.warmup_steps < 0 or not 0.0 <= opt.min_lr_ratio <= 1.0:
-            bad(f"stages.{i}: lr must be > 0, warmup_steps >= 0, min_lr_ratio in [0, 1]", "fix the optim values")
+            bad(
+                f"stages.{i}: lr must be > 0, warmup_steps >= 0, min_lr_ratio in [0, 1]",
+                "fix the optim values",
+            )
     if not recipe.data.train:
         bad("data.train names no dataset", "list at least one dataset under data.train")
     names = [d.name for d in recipe.data.train]
@@ -412,7 +419,11 @@ def load_resumed_recipe(run_dir: str | Path, overrides: list[str] | tuple[str, .
     """The stored recipe of ``run_dir`` with ``--set`` overrides (for ``--resume`` without a recipe)."""
     path = Path(run_dir) / "recipe.yaml"
     if not path.is_file():
-        raise ConfigError("there is no run to resume here (no recipe.yaml)", path=run_dir, fix="check the folder, or start a new run")
+        raise ConfigError(
+            "there is no run to resume here (no recipe.yaml)",
+            path=run_dir,
+            fix="check the folder, or start a new run",
+        )
     data = _read_yaml(path)
     for assignment in overrides:
         apply_set(data, assignment)

@@ -44,21 +44,30 @@ def clip_positions(num_frames: int, n: int, rng: np.random.Generator) -> np.ndar
 def object_mask_sources(split: DatasetSplit) -> dict[str, list[MaskSource]]:
     """One mask source per annotated object of each video: ``{video_id: [MaskSource, ...]}``.
 
-    Objects are the distinct anno ids the video's expressions refer to (MeViS-layout mask dicts);
-    layouts without per-object ids give no entry (the proposer is then supervised by the targets).
+    For MeViS-layout mask dicts: every object of the video's ``objects`` map (``{obj_id: anno_id}``,
+    SynRef lists all of them), else the distinct anno ids its expressions refer to. Layouts without
+    per-object ids give no entry (the proposer is then supervised by the targets only).
     """
     out: dict[str, dict[str, MaskSource]] = {}
     for exp in split.expressions:
         if not isinstance(exp.masks, RleMasks):
             continue
         per_video = out.setdefault(exp.video_id, {})
-        for key in exp.masks.keys:
+        listed = split.videos[exp.video_id].extra.get("objects")
+        keys = [str(a) for a in listed.values()] if isinstance(listed, Mapping) else exp.masks.keys
+        for key in keys:
             if key not in per_video:
                 per_video[key] = RleMasks(exp.masks.store, [key], exp.masks.num_frames, exp.masks.size)
     return {video: list(objects.values()) for video, objects in out.items()}
 
 
-def _target_masks(target: GroundingTarget, positions: np.ndarray, frame_numbers: Sequence[int], size: tuple[int, int], what: str) -> np.ndarray:
+def _target_masks(
+    target: GroundingTarget,
+    positions: np.ndarray,
+    frame_numbers: Sequence[int],
+    size: tuple[int, int],
+    what: str,
+) -> np.ndarray:
     """Bool ``(T, H, W)`` masks of one target on the clip's frames."""
     if target.masks is not None:
         return target.masks.load(positions)
@@ -74,7 +83,9 @@ def _target_masks(target: GroundingTarget, positions: np.ndarray, frame_numbers:
             c1, r1 = int(np.clip(np.ceil(x2), 0, w)), int(np.clip(np.ceil(y2), 0, h))
             masks[i, r0:r1, c0:c1] = True
         return masks
-    raise DataFormatError(f"{what}: target {target.phrase!r} has neither masks nor boxes", fix="use a split with ground truth")
+    raise DataFormatError(
+        f"{what}: target {target.phrase!r} has neither masks nor boxes", fix="use a split with ground truth"
+    )
 
 
 class ConversationSource:
@@ -96,7 +107,9 @@ class ConversationSource:
         objects: Mapping[str, Sequence[MaskSource]] | None = None,
     ) -> None:
         if not conversations:
-            raise DataFormatError(f"dataset {name!r} has no item for this task", fix="check its split, format and task")
+            raise DataFormatError(
+                f"dataset {name!r} has no item for this task", fix="check its split, format and task"
+            )
         self.name = name
         self.conversations = list(conversations)
         self.processor = processor
@@ -117,17 +130,27 @@ class ConversationSource:
         users = [t.text for t in conv.turns if t.role == "user"]
         answers = [t.text for t in conv.turns if t.role == "assistant"]
         if len(users) != 1 or len(answers) != 1:
-            raise DataFormatError(f"{what}: training needs one question and one answer, got {len(conv.turns)} turns")
+            raise DataFormatError(
+                f"{what}: training needs one question and one answer, got {len(conv.turns)} turns"
+            )
         video = conv.video
         positions = clip_positions(video.num_frames, self.clip_frames, np.random.default_rng(seed))
         clip = video.load_frames(positions)
         size = clip.size
-        seg_masks = np.stack([_target_masks(t, positions, video.frame_numbers, size, what) for t in conv.targets]) if conv.targets else np.zeros(
-            (0, len(positions), *size), dtype=bool
+        seg_masks = (
+            np.stack([_target_masks(t, positions, video.frame_numbers, size, what) for t in conv.targets])
+            if conv.targets
+            else np.zeros((0, len(positions), *size), dtype=bool)
         )
         object_masks = None
         sources = self.objects.get(video.video_id)
         if sources:
             # key frame = first SAM frame = first clip frame (the processor's uniform SAM indices start at 0)
             object_masks = np.stack([s.load([int(positions[0])])[0] for s in sources])
-        return self.processor.training_sample(frames=clip.frames, question=users[0], answer=answers[0], seg_masks=seg_masks, object_masks=object_masks)
+        return self.processor.training_sample(
+            frames=clip.frames,
+            question=users[0],
+            answer=answers[0],
+            seg_masks=seg_masks,
+            object_masks=object_masks,
+        )

@@ -22,8 +22,12 @@ class StageInfo:
 
 STAGES: dict[int, StageInfo] = {
     0: StageInfo("proposer", "class-agnostic proposer pretraining (DETR losses: focal class, L1, GIoU)"),
-    1: StageInfo("tsf", "TSF injection: V->L adapters, LLM (LoRA on real presets), L->V [SEG] MLP; CE + BCE + Dice"),
-    2: StageInfo("filter", "filtration head + [BOX] prompt, L->V MLPs; CE + BCE + Dice + proposal BCE (+ box L1/GIoU)"),
+    1: StageInfo(
+        "tsf", "TSF injection: V->L adapters, LLM (LoRA on real presets), L->V [SEG] MLP; CE + BCE + Dice"
+    ),
+    2: StageInfo(
+        "filter", "filtration head + [BOX] prompt, L->V MLPs; CE + BCE + Dice + proposal BCE (+ box L1/GIoU)"
+    ),
 }
 
 

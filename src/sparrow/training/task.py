@@ -42,15 +42,16 @@ class TrainingTask(Protocol):
     """A model family and its data, as the trainer sees them."""
 
     def build_model(self) -> nn.Module:
-        """A fresh model of the recipe's preset (deterministic under the current torch seed)."""
+        """A fresh model of the recipe's preset (the trainer saves it once as the run's ``init/``)."""
         ...
 
     def load_model(self, folder: Path) -> nn.Module:
         """The model saved in ``folder`` by ``save_pretrained``."""
         ...
 
-    def train_sources(self) -> list[SampleSource]:
-        """The training datasets, in the order of ``recipe.data.train``."""
+    def train_sources(self, model: nn.Module) -> list[SampleSource]:
+        """The training datasets, in the order of ``recipe.data.train``, building samples for
+        ``model`` as :meth:`set_stage` left it (e.g. with or without TSF crops)."""
         ...
 
     def collate(self, samples: list[Any]) -> Any:

@@ -92,8 +92,13 @@ class ToyModel(nn.Module):
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"model": "toy", **asdict(self.config)}), encoding="utf-8")
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text(
+            json.dumps({"model": "toy", **asdict(self.config)}), encoding="utf-8"
+        )
+        save_file(
+            {k: v.detach().contiguous() for k, v in self.state_dict().items()},
+            str(folder / "model.safetensors"),
+        )
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> ToyModel:
@@ -104,7 +109,9 @@ class ToyModel(nn.Module):
             model = cls(ToyConfig(**data))
             model.load_state_dict(load_file(str(folder / "model.safetensors")))
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            raise CheckpointError(f"not a toy model folder: {exc}", path=folder, fix="point at a stage's final/ folder") from exc
+            raise CheckpointError(
+                f"not a toy model folder: {exc}", path=folder, fix="point at a stage's final/ folder"
+            ) from exc
         return model
 
 
@@ -152,7 +159,9 @@ class ToyTask:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
-        self.config = ToyConfig(**{k: v for k, v in recipe.model.overrides.items() if k in ToyConfig.__dataclass_fields__})
+        self.config = ToyConfig(
+            **{k: v for k, v in recipe.model.overrides.items() if k in ToyConfig.__dataclass_fields__}
+        )
 
     def build_model(self) -> ToyModel:
         return ToyModel(self.config)
@@ -160,7 +169,7 @@ class ToyTask:
     def load_model(self, folder: Path) -> ToyModel:
         return ToyModel.from_pretrained(folder)
 
-    def train_sources(self) -> list[ToySource]:
+    def train_sources(self, model: nn.Module) -> list[ToySource]:
         return [ToySource(spec, self.config.dim) for spec in self.recipe.data.train]
 
     def collate(self, samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -168,14 +177,18 @@ class ToyTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, stage: int) -> dict[str, Any]:
-        """Mean loss terms over the validation datasets (noise-free items)."""
+        """Mean loss terms over the validation datasets (each item built with seed 0)."""
         if not self.recipe.data.val:
             return {}
         totals: dict[str, float] = {}
         count = 0
         for spec in self.recipe.data.val:
             source = ToySource(spec, self.config.dim)
-            n = len(source) if self.recipe.validation.max_items is None else min(len(source), self.recipe.validation.max_items)
+            n = (
+                len(source)
+                if self.recipe.validation.max_items is None
+                else min(len(source), self.recipe.validation.max_items)
+            )
             batch = self.collate([source.build(i, 0) for i in range(n)])
             out = model(batch)
             for k, v in {"loss": out.loss, **out.losses}.items():

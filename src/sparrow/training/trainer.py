@@ -4,6 +4,7 @@
 
     RUN/
         recipe.yaml          the resolved recipe (what ``--resume RUN`` continues)
+        init/                the fresh model the first stage starts from (unless ``model.init``)
         metrics.jsonl        one record per logged step, validation, checkpoint and stage end
         0-proposer/checkpoints/step-*/ , latest      (see :mod:`.checkpoint`)
         0-proposer/final/    the stage's model (``save_pretrained``); the next stage starts from it
@@ -131,7 +132,9 @@ def move_to(obj: Any, device: torch.device) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         import dataclasses
 
-        return dataclasses.replace(obj, **{f.name: move_to(getattr(obj, f.name), device) for f in dataclasses.fields(obj) if f.init})
+        return dataclasses.replace(
+            obj, **{f.name: move_to(getattr(obj, f.name), device) for f in dataclasses.fields(obj) if f.init}
+        )
     return obj
 
 
@@ -181,7 +184,9 @@ class Trainer:
         task: the model/data pair; by default the one the recipe names.
     """
 
-    def __init__(self, recipe: Recipe, run_dir: str | Path, *, resume: bool = False, task: TrainingTask | None = None) -> None:
+    def __init__(
+        self, recipe: Recipe, run_dir: str | Path, *, resume: bool = False, task: TrainingTask | None = None
+    ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
@@ -196,7 +201,9 @@ class Trainer:
         self.accelerator = Accelerator(
             cpu=recipe.train.cpu or not torch.cuda.is_available(),
             mixed_precision=recipe.train.mixed_precision,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=recipe.train.find_unused_parameters)],
+            kwargs_handlers=[
+                DistributedDataParallelKwargs(find_unused_parameters=recipe.train.find_unused_parameters)
+            ],
             fsdp_plugin=plugin,
         )
         self.rank = self.accelerator.process_index
@@ -204,9 +211,14 @@ class Trainer:
         self.is_main = self.accelerator.is_main_process
         self.fsdp = self.accelerator.is_fsdp2 or self.accelerator.distributed_type.name == "FSDP"
         if recipe.train.distributed == "fsdp" and not self.fsdp and self.world_size > 1 and self.is_main:
-            warnings.warn("train.distributed=fsdp needs GPUs (accelerate); these processes run DDP instead", stacklevel=2)
+            warnings.warn(
+                "train.distributed=fsdp needs GPUs (accelerate); these processes run DDP instead",
+                stacklevel=2,
+            )
         self.task = task if task is not None else make_task(recipe)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_main, tensorboard=recipe.logging.tensorboard)
+        self.metrics = MetricsLog(
+            self.run_dir / "metrics.jsonl", enabled=self.is_main, tensorboard=recipe.logging.tensorboard
+        )
 
     # ------------------------------------------------------------------------------------ run
     def barrier(self) -> None:
@@ -217,14 +229,13 @@ class Trainer:
         with deterministic_mode(self.recipe.train.deterministic):
             try:
                 self._open_run_dir()
-                sources = self.task.train_sources()
                 results = []
                 for index, spec in enumerate(self.recipe.stages):
                     done = final_dir(self.run_dir, index, spec.stage)
                     if done.is_dir():
                         results.append(StageResult(index, spec.stage, spec.steps, 0, done))
                         continue
-                    results.append(self._run_stage(index, spec, sources))
+                    results.append(self._run_stage(index, spec))
             finally:
                 self.metrics.close()
         return RunResult(self.run_dir, results[-1].final, results)
@@ -232,7 +243,11 @@ class Trainer:
     def _open_run_dir(self) -> None:
         stored = stored_recipe(self.run_dir)
         if self.resume and stored is None:
-            raise ConfigError("there is no run to resume here (no recipe.yaml)", path=self.run_dir, fix="start it without --resume")
+            raise ConfigError(
+                "there is no run to resume here (no recipe.yaml)",
+                path=self.run_dir,
+                fix="start it without --resume",
+            )
         if not self.resume and stored is not None:
             raise ConfigError(
                 "this folder already holds a run",
@@ -241,48 +256,75 @@ class Trainer:
             )
         if stored is not None:
             check_resumable(stored, self.recipe, self.run_dir / "recipe.yaml")
+        self.barrier()  # every rank has looked at the folder before rank 0 writes into it
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_durable(self.run_dir / "recipe.yaml", dump_recipe(self.recipe))
         self.barrier()
 
-    def _stage_init(self, index: int) -> Path | None:
-        if index == 0:
-            return Path(self.recipe.model.init) if self.recipe.model.init else None
-        prev = self.recipe.stages[index - 1]
-        return final_dir(self.run_dir, index - 1, prev.stage)
+    def _stage_init(self, index: int) -> Path:
+        """The model folder stage ``index`` starts from (creating the run's ``init/`` if needed).
+
+        The first stage starts from ``model.init`` or from ``RUN/init``: a fresh model of the preset,
+        built once by rank 0 and saved, so every rank and every resumption starts from the same
+        weights (and tokenizer) whatever the RNG or library versions do.
+        """
+        if index > 0:
+            prev = self.recipe.stages[index - 1]
+            return final_dir(self.run_dir, index - 1, prev.stage)
+        if self.recipe.model.init:
+            return Path(self.recipe.model.init)
+        init = self.run_dir / "init"
+        missing = not init.is_dir()
+        self.barrier()  # every rank has looked before rank 0 creates it
+        if missing:
+            if self.is_main:
+                fresh = self.task.build_model()
+                with durable_dir(init) as tmp:
+                    fresh.save_pretrained(tmp)
+            self.barrier()
+        return init
 
     def _build_model(self, index: int, stage: int) -> nn.Module:
-        init = self._stage_init(index)
-        model = self.task.build_model() if init is None else self.task.load_model(init)
+        model = self.task.load_model(self._stage_init(index))
         model.set_stage(stage)
         return model
 
     # ---------------------------------------------------------------------------------- stage
-    def _run_stage(self, index: int, spec: StageSpec, sources: list[SampleSource]) -> StageResult:
+    def _run_stage(self, index: int, spec: StageSpec) -> StageResult:
         recipe, acc = self.recipe, self.accelerator
         stage_seed = derive_seed(recipe.seed, index)
-        seed_everything(stage_seed)
         model = self._build_model(index, spec.stage)
+        seed_everything(stage_seed)  # after the build: the streams do not depend on what loading drew
         optim_spec = recipe.stage_optim(index)
         optimizer = make_optimizer(model, optim_spec)
         scheduler = make_scheduler(optimizer, optim_spec, spec.steps)
         ckpts = CheckpointManager(
-            checkpoints_dir(self.run_dir, index, spec.stage), keep_last=recipe.checkpoint.keep_last, rank=self.rank, barrier=self.barrier
+            checkpoints_dir(self.run_dir, index, spec.stage),
+            keep_last=recipe.checkpoint.keep_last,
+            rank=self.rank,
+            barrier=self.barrier,
         )
         latest = ckpts.latest()
         state = TrainerState(index, spec.stage, 0, SamplerState(), self.world_size)
         if latest is not None:
             state = read_state(latest)
             if state.stage_index != index or state.stage != spec.stage:
-                raise CheckpointError("the checkpoint belongs to another stage", path=latest, fix="do not move checkpoint folders")
-            missing, unexpected = model.load_state_dict(load_weights(latest / "model.safetensors"), strict=False)
+                raise CheckpointError(
+                    "the checkpoint belongs to another stage",
+                    path=latest,
+                    fix="do not move checkpoint folders",
+                )
+            missing, unexpected = model.load_state_dict(
+                load_weights(latest / "model.safetensors"), strict=False
+            )
             if missing or unexpected:
                 raise CheckpointError(
                     f"the checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
                     path=latest,
                     fix="resume with the recipe the run was started with",
                 )
+        sources = self.task.train_sources(model)
         model, optimizer = acc.prepare(model, optimizer)
         if latest is not None:
             self._load_optimizer(model, optimizer, latest)
@@ -304,7 +346,9 @@ class Trainer:
         try:
             sampler.check(state.sampler)
         except ValueError as exc:
-            raise CheckpointError(str(exc), path=latest, fix="resume with the batch size and process count of the run") from exc
+            raise CheckpointError(
+                str(exc), path=latest, fix="resume with the batch size and process count of the run"
+            ) from exc
         loader = DataLoader(
             _Items(sources),
             batch_sampler=_Batches(sampler, state.sampler),
@@ -314,12 +358,16 @@ class Trainer:
         )
         if latest is not None and not load_rng(latest, self.rank):
             seed_everything(derive_seed(stage_seed, state.step, self.rank))
-        steps_run, last_loss = self._loop(index, spec, model, optimizer, scheduler, ckpts, iter(loader), state, sampler, sources)
+        steps_run, last_loss = self._loop(
+            index, spec, model, optimizer, scheduler, ckpts, iter(loader), state, sampler, sources
+        )
         final = self._finish_stage(index, spec, model, state)
         acc.free_memory()
         return StageResult(index, spec.stage, spec.steps, steps_run, final, last_loss)
 
-    def _collate(self, items: list[tuple[SampleRef, SamplerState, Any]]) -> tuple[list[SampleRef], SamplerState, Any]:
+    def _collate(
+        self, items: list[tuple[SampleRef, SamplerState, Any]]
+    ) -> tuple[list[SampleRef], SamplerState, Any]:
         return [r for r, _, _ in items], items[-1][1], self.task.collate([s for _, _, s in items])
 
     def _loop(
@@ -344,7 +392,13 @@ class Trainer:
         label = f"stage {spec.stage} ({STAGES[spec.stage].name})"
         steps_run, last_loss = 0, None
         model.train()
-        with TrainProgress(label, spec.steps, start=state.step, enabled=self.is_main and recipe.logging.progress, every=max(recipe.logging.every, spec.steps // 10)) as bar:
+        with TrainProgress(
+            label,
+            spec.steps,
+            start=state.step,
+            enabled=self.is_main and recipe.logging.progress,
+            every=max(recipe.logging.every, spec.steps // 10),
+        ) as bar:
             tick = time.perf_counter()
             while state.step < spec.steps:
                 terms: dict[str, float] = {}
@@ -378,15 +432,35 @@ class Trainer:
                 last_loss = terms["loss"]
                 if state.step % recipe.logging.every == 0 or state.step == spec.steps:
                     now = time.perf_counter()
-                    steps_done = recipe.logging.every if state.step % recipe.logging.every == 0 else state.step % recipe.logging.every
+                    steps_done = (
+                        recipe.logging.every
+                        if state.step % recipe.logging.every == 0
+                        else state.step % recipe.logging.every
+                    )
                     elapsed = max(now - tick, 1e-9)
                     tick = now
-                    self._log_step(index, spec, state, terms, ids, scheduler, grad_norm, global_offset, steps_done, elapsed, bar)
+                    self._log_step(
+                        index,
+                        spec,
+                        state,
+                        terms,
+                        ids,
+                        scheduler,
+                        grad_norm,
+                        global_offset,
+                        steps_done,
+                        elapsed,
+                        bar,
+                    )
                 due = state.step % recipe.checkpoint.every == 0 or state.step == spec.steps
                 kill_in_ckpt = kill_here and debug.kill_during_checkpoint and state.step == debug.kill_at_step
                 if due or kill_in_ckpt:
                     self._save_checkpoint(ckpts, model, optimizer, scheduler, state, kill_in_ckpt)
-                if recipe.validation.every > 0 and state.step % recipe.validation.every == 0 and state.step < spec.steps:
+                if (
+                    recipe.validation.every > 0
+                    and state.step % recipe.validation.every == 0
+                    and state.step < spec.steps
+                ):
                     self._validate(index, spec, model, state, global_offset)
                 if kill_here and not debug.kill_during_checkpoint and state.step == debug.kill_at_step:
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -409,10 +483,16 @@ class Trainer:
     ) -> None:
         gathered = self._gather({"terms": terms, "ids": ids, "grad_norm": grad_norm})
         keys = sorted({k for g in gathered for k in g["terms"]})
-        mean = {k: sum(g["terms"][k] for g in gathered if k in g["terms"]) / sum(k in g["terms"] for g in gathered) for k in keys}
+        mean = {
+            k: sum(g["terms"][k] for g in gathered if k in g["terms"])
+            / sum(k in g["terms"] for g in gathered)
+            for k in keys
+        }
         loss = mean.pop("loss")
         steps_per_s = steps_done / elapsed
-        samples_per_s = steps_per_s * self.recipe.train.grad_accum * self.recipe.stage_batch_size(index) * self.world_size
+        samples_per_s = (
+            steps_per_s * self.recipe.train.grad_accum * self.recipe.stage_batch_size(index) * self.world_size
+        )
         record: dict[str, Any] = {
             "kind": "train",
             "stage_index": index,
@@ -441,7 +521,15 @@ class Trainer:
         return gather_object([obj])
 
     # --------------------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, ckpts: CheckpointManager, model: nn.Module, optimizer: Any, scheduler: Any, state: TrainerState, kill: bool) -> None:
+    def _save_checkpoint(
+        self,
+        ckpts: CheckpointManager,
+        model: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        state: TrainerState,
+        kill: bool,
+    ) -> None:
         acc = self.accelerator
         weights = acc.get_state_dict(model)  # collective under FSDP
         optim_state = self._optimizer_state(model, optimizer)  # collective under FSDP
@@ -457,20 +545,36 @@ class Trainer:
         def die() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
-        path = ckpts.save(state.step, write_shared=write_shared, write_rank=lambda f: save_rng(f, self.rank), before_publish=die if kill else None)
+        path = ckpts.save(
+            state.step,
+            write_shared=write_shared,
+            write_rank=lambda f: save_rng(f, self.rank),
+            before_publish=die if kill else None,
+        )
         digests = None if self.fsdp else self._gather(weight_digest(acc.unwrap_model(model)))
-        record = {"kind": "checkpoint", "stage_index": state.stage_index, "stage": state.stage, "step": state.step, "path": path.name}
+        record = {
+            "kind": "checkpoint",
+            "stage_index": state.stage_index,
+            "stage": state.stage,
+            "step": state.step,
+            "path": path.name,
+        }
         if digests is not None:
             record["rank_weight_digests"] = digests
             if len(set(digests)) > 1 and self.is_main:
-                warnings.warn(f"the ranks' weights differ at step {state.step}: the replicas are out of sync", stacklevel=2)
+                warnings.warn(
+                    f"the ranks' weights differ at step {state.step}: the replicas are out of sync",
+                    stacklevel=2,
+                )
         self.metrics.write(record)
 
     def _optimizer_state(self, model: nn.Module, optimizer: Any) -> dict[str, Any]:
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-            return get_optimizer_state_dict(model, optimizer.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            return get_optimizer_state_dict(
+                model, optimizer.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
         return optimizer.state_dict()
 
     def _load_optimizer(self, model: nn.Module, optimizer: Any, folder: Path) -> None:
@@ -479,13 +583,18 @@ class Trainer:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
             set_optimizer_state_dict(
-                model, optimizer.optimizer, saved, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+                model,
+                optimizer.optimizer,
+                saved,
+                options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True),
             )
         else:
             optimizer.load_state_dict(saved)
 
     # ------------------------------------------------------------------------------ stage end
-    def _validate(self, index: int, spec: StageSpec, model: nn.Module, state: TrainerState, global_offset: int) -> None:
+    def _validate(
+        self, index: int, spec: StageSpec, model: nn.Module, state: TrainerState, global_offset: int
+    ) -> None:
         if self.recipe.validation.every < 0 or not self.recipe.data.val or self.fsdp:
             return
         if self.is_main:
@@ -496,7 +605,14 @@ class Trainer:
             inner.train()
             if metrics:
                 self.metrics.write(
-                    {"kind": "val", "stage_index": index, "stage": spec.stage, "step": state.step, "global_step": global_offset + state.step, **metrics}
+                    {
+                        "kind": "val",
+                        "stage_index": index,
+                        "stage": spec.stage,
+                        "step": state.step,
+                        "global_step": global_offset + state.step,
+                        **metrics,
+                    }
                 )
         self.barrier()
 
@@ -513,7 +629,13 @@ class Trainer:
             with durable_dir(final) as tmp:
                 export.save_pretrained(tmp)
         digests = None if self.fsdp else self._gather(weight_digest(self.accelerator.unwrap_model(model)))
-        record = {"kind": "stage_end", "stage_index": index, "stage": spec.stage, "step": state.step, "final": str(final.relative_to(self.run_dir))}
+        record = {
+            "kind": "stage_end",
+            "stage_index": index,
+            "stage": spec.stage,
+            "step": state.step,
+            "final": str(final.relative_to(self.run_dir)),
+        }
         if digests is not None:
             record["rank_weight_digests"] = digests
         self.metrics.write(record)
@@ -521,6 +643,8 @@ class Trainer:
         return final
 
 
-def train(recipe: Recipe, run_dir: str | Path, *, resume: bool = False, task: TrainingTask | None = None) -> RunResult:
+def train(
+    recipe: Recipe, run_dir: str | Path, *, resume: bool = False, task: TrainingTask | None = None
+) -> RunResult:
     """Run ``recipe`` in ``run_dir`` (see :class:`Trainer`); in a ``torchrun`` job every process calls it."""
     return Trainer(recipe, run_dir, resume=resume, task=task).run()

@@ -6,7 +6,6 @@ Imports of the data code happen inside the commands, so ``sparrow --help`` stays
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,13 +28,15 @@ def _progress(label: str):
     console = Console()
 
     def wrap(items):
-        return track(items, description=label, console=console, disable=not console.is_terminal, transient=True)
+        return track(
+            items, description=label, console=console, disable=not console.is_terminal, transient=True
+        )
 
     return wrap
 
 
 @app.command("list")
-def list_formats(json_out: Optional[Path] = typer.Option(None, "--json", help=_JSON_HELP)) -> None:
+def list_formats(json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP)) -> None:
     """List the dataset formats: name, task, splits, layout, what the reader needs, what we write."""
     from rich.console import Console
     from rich.table import Table
@@ -55,9 +56,11 @@ def list_formats(json_out: Optional[Path] = typer.Option(None, "--json", help=_J
 @app.command("check")
 def check(
     name: str = typer.Argument(..., help="Format name (see `sparrow data list`)."),
-    root: Path = typer.Option(..., "--root", help="The local copy's folder (see `sparrow data list` for which one)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to check (default: the format's first)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help=_JSON_HELP),
+    root: Path = typer.Option(
+        ..., "--root", help="The local copy's folder (see `sparrow data list` for which one)."
+    ),
+    split: str | None = typer.Option(None, "--split", help="Split to check (default: the format's first)."),
+    json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
 ) -> None:
     """Validate a local copy: missing frames, wrong mask sizes, unknown objects / anno ids, broken JSON.
 
@@ -91,14 +94,19 @@ def check(
 
 @app.command("convert")
 def convert(
-    source: str = typer.Argument(..., help="Source format (sparrow-seq, ref-davis17, davis17, davis17-unsupervised)."),
+    source: str = typer.Argument(
+        ...,
+        help="Source format: sparrow-seq, ref-davis17, ref-youtube-vos (train), davis17, davis17-unsupervised.",
+    ),
     target: str = typer.Argument(..., help="Target format (mevis)."),
     root: Path = typer.Option(..., "--root", help="The source dataset's folder."),
     out: Path = typer.Option(..., "--out", help="Output folder (a MeViS split folder); written atomically."),
-    split: Optional[str] = typer.Option(None, "--split", help="Source split (default: the format's first)."),
-    frames: str = typer.Option("link", "--frames", help="How frames are placed: link (hard link, else copy), copy, symlink."),
+    split: str | None = typer.Option(None, "--split", help="Source split (default: the format's first)."),
+    frames: str = typer.Option(
+        "link", "--frames", help="How frames are placed: link (hard link, else copy), copy, symlink."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help=_JSON_HELP),
+    json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
 ) -> None:
     """Convert a dataset into another of our layouts (e.g. SPARROW sequence folders -> MeViS layout)."""
     from rich.console import Console
@@ -107,9 +115,18 @@ def convert(
     from sparrow.errors import ConfigError
 
     if frames not in ("link", "copy", "symlink"):
-        raise ConfigError(f"--frames {frames!r} is not one of link, copy, symlink", fix="use --frames link|copy|symlink")
+        raise ConfigError(
+            f"--frames {frames!r} is not one of link, copy, symlink", fix="use --frames link|copy|symlink"
+        )
     report = run_convert(
-        source, target, root, out, split=split, frames=frames, overwrite=overwrite, progress=_progress("converting")
+        source,
+        target,
+        root,
+        out,
+        split=split,
+        frames=frames,
+        overwrite=overwrite,
+        progress=_progress("converting"),
     )  # type: ignore[arg-type]
     Console().print(
         f"[green]wrote[/] {report.out}: {report.videos} videos, {report.expressions} expressions, {report.objects} objects"

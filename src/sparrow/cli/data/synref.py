@@ -69,13 +69,14 @@ def show(
     """Draw the ground truth of one video (masks, amodal boxes, ids, expressions) as a sheet or video."""
     from sparrow.data.synref.show import show_video
 
+    console = Console()
     target = out if out is not None else Path(f"{video}.png")
-    written = show_video(root, video, target)
-    Console().print(f"wrote [bold]{written}[/]")
+    written = show_video(root, video, target, console=console)
+    console.print(f"wrote [bold]{written}[/]")
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    from sparrow.data.synref.files import write_text_atomic
+    from sparrow.io.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     Console().print(f"wrote [bold]{path}[/]")

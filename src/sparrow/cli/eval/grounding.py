@@ -79,11 +79,11 @@ def vg(
 ) -> None:
     """VideoGLaMM/SPARROW grounding mIoU: box IoU of mask boxes in the GT tube, per qtype."""
     from sparrow.errors import ConfigError
-    from sparrow.evaluation.vg import evaluate_vg, test_transform_size
+    from sparrow.evaluation.vg import evaluate_vg, transform_frame_size
 
     res = resolution or None
     try:
-        test_transform_size(1, 1, res)
+        transform_frame_size(1, 1, res)
     except ValueError as err:
         raise ConfigError(
             f"--resolution: {err}", fix="use 224 (official) or 0 for the original size"
@@ -111,6 +111,7 @@ class TextSimilarityChoice(StrEnum):
 class JudgeChoice(StrEnum):
     none = "none"
     lexical = "lexical"
+    command = "command"
 
 
 @app.command("gcg")
@@ -134,7 +135,12 @@ def gcg(
     judge: JudgeChoice = typer.Option(
         JudgeChoice.none,
         "--judge",
-        help="CLAIR judge: none (skip CLAIR) or lexical (deterministic stand-in, not an LLM).",
+        help="CLAIR judge: none (skip CLAIR), lexical (deterministic stand-in, not an LLM) or command.",
+    ),
+    judge_command: str | None = typer.Option(
+        None,
+        "--judge-command",
+        help="For --judge command: a command reading the CLAIR prompt on stdin and printing the reply.",
     ),
     no_captions: bool = typer.Option(
         False, "--no-captions", help="Skip BLEU/METEOR/ROUGE-L/CIDEr (they need Java)."
@@ -168,6 +174,14 @@ def gcg(
         from sparrow.evaluation.clair import LexicalJudge
 
         chosen_judge = LexicalJudge()
+    elif judge is JudgeChoice.command:
+        if not judge_command:
+            raise ConfigError(
+                "--judge command needs --judge-command CMD", fix="pass the command to run per prompt"
+            )
+        from sparrow.evaluation.clair import CommandJudge
+
+        chosen_judge = CommandJudge(judge_command)
     result = evaluate_gcg(
         gt,
         results,

@@ -37,7 +37,7 @@ def read_json(path: Path, issues: Issues) -> Any | None:
 
 def json_object(data: Any, key: str | None, path: Path, issues: Issues, what: str) -> dict[str, Any] | None:
     """``data[key]`` (or ``data``) as a dict, else report ``bad-json`` and return None."""
-    value = data.get(key) if key is not None and isinstance(data, dict) else data if key is None else None
+    value = data if key is None else (data.get(key) if isinstance(data, dict) else None)
     if not isinstance(value, dict):
         where = f"key {key!r}" if key else "the top level"
         issues.report("bad-json", path, f"{where} must be an object ({what})")
@@ -133,7 +133,9 @@ class TreeWriter:
     def __enter__(self) -> Self:
         if self.as_zip:
             if self.out.exists() and not self.overwrite:
-                raise VideoWriteError("output already exists", path=self.out, fix="choose a new path or pass overwrite")
+                raise VideoWriteError(
+                    "output already exists", path=self.out, fix="choose a new path or pass overwrite"
+                )
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.build", dir=self.out.parent))
         else:
@@ -173,7 +175,9 @@ class BinaryMaskTreeWriter(TreeWriter):
         overwrite: replace an existing ``out``.
     """
 
-    def __init__(self, out: str | Path, *, prefix: str = "", as_zip: bool = False, overwrite: bool = False) -> None:
+    def __init__(
+        self, out: str | Path, *, prefix: str = "", as_zip: bool = False, overwrite: bool = False
+    ) -> None:
         super().__init__(out, as_zip=as_zip, overwrite=overwrite)
         self.prefix = prefix
 
@@ -188,7 +192,9 @@ class BinaryMaskTreeWriter(TreeWriter):
         """
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[0] != len(frame_names):
-            raise ValueError(f"{video_id}/{exp_id}: masks {masks.shape} do not match {len(frame_names)} frame names")
+            raise ValueError(
+                f"{video_id}/{exp_id}: masks {masks.shape} do not match {len(frame_names)} frame names"
+            )
         folder = self.dir / self.prefix / video_id / str(exp_id)
         for name, mask in zip(frame_names, masks, strict=True):
             write_binary_png(folder / f"{frame_key(name)}.png", mask, value=255)

@@ -36,7 +36,11 @@ ANNOTATION_DIRS = {"semi-supervised": "Annotations", "unsupervised": "Annotation
 
 def davis_root(root: Path) -> Path:
     """``root``, or ``root/DAVIS`` when ``root`` is the Ref-DAVIS top folder."""
-    return root / "DAVIS" if not (root / "ImageSets").is_dir() and (root / "DAVIS" / "ImageSets").is_dir() else root
+    return (
+        root / "DAVIS"
+        if not (root / "ImageSets").is_dir() and (root / "DAVIS" / "ImageSets").is_dir()
+        else root
+    )
 
 
 def image_set(root: Path, split: str, task: Task) -> Path:
@@ -55,7 +59,11 @@ def read_sequence_list(path: Path, issues: Issues) -> list[str]:
 
 def list_stems(folder: Path, extensions: Sequence[str]) -> tuple[list[str], str]:
     """Natural-sorted file stems of ``folder`` with one of ``extensions``, and the most common extension."""
-    names = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")]
+    names = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
+    ]
     names.sort(key=lambda p: natural_key(p.name))
     exts = [p.suffix for p in names]
     return [p.stem for p in names], max(set(exts), key=exts.count) if exts else extensions[0]
@@ -106,7 +114,9 @@ def read_davis(
 class IndexMaskTreeWriter(TreeWriter):
     """``<out>/[<subset>/]<video>/<frame>.png`` palette PNGs of object ids (DAVIS palette)."""
 
-    def add(self, video_id: str, frame_names: Sequence[str | int], labels: np.ndarray, subset: str = "") -> None:
+    def add(
+        self, video_id: str, frame_names: Sequence[str | int], labels: np.ndarray, subset: str = ""
+    ) -> None:
         """Write one video's label maps.
 
         Args:

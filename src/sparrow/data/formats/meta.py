@@ -21,7 +21,7 @@ MaskFactory = Callable[[VideoRecord, tuple[str, ...], tuple[str, ...]], MaskSour
 """``(video, obj_ids, anno_ids) -> lazy masks`` (or None when the split has no GT)."""
 
 _VIDEO_KEYS = {"expressions", "frames"}
-_EXP_KEYS = {"exp", "obj_id", "anno_id", "tags", "span", "type_id"}
+_EXP_KEYS = {"exp", "obj_id", "anno_id", "tags", "type_id"}
 
 
 def _object_ids(entry: dict[str, Any]) -> tuple[str, ...] | None:
@@ -61,8 +61,14 @@ def parse_meta_expressions(
             continue
         frames = entry.get("frames") if isinstance(entry, dict) else None
         exps = entry.get("expressions") if isinstance(entry, dict) else None
-        if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames) or not isinstance(exps, dict):
-            issues.report("bad-entry", path, f"video {vid!r} needs 'frames' (list of names) and 'expressions' (object)")
+        if (
+            not isinstance(frames, list)
+            or not all(isinstance(f, str) for f in frames)
+            or not isinstance(exps, dict)
+        ):
+            issues.report(
+                "bad-entry", path, f"video {vid!r} needs 'frames' (list of names) and 'expressions' (object)"
+            )
             continue
         video = VideoRecord(
             video_id=vid,
@@ -80,6 +86,7 @@ def parse_meta_expressions(
                 continue
             obj_ids, anno_ids = id_tuple(exp.get("obj_id")), id_tuple(exp.get("anno_id"))
             tags = exp.get("tags", ())
+            span = span_tuple(exp.get("span"))  # a [start, end) pair; any other form stays in extra
             expressions.append(
                 ExpressionRecord(
                     video_id=vid,
@@ -88,10 +95,12 @@ def parse_meta_expressions(
                     obj_ids=obj_ids,
                     anno_ids=anno_ids,
                     masks=masks(video, obj_ids, anno_ids),
-                    span=span_tuple(exp.get("span")),
+                    span=span,
                     tags=tuple(str(t) for t in tags) if isinstance(tags, (list, tuple)) else (str(tags),),
                     qtype=exp.get("type_id"),
-                    extra={k: v for k, v in exp.items() if k not in _EXP_KEYS},
+                    extra={
+                        k: v for k, v in exp.items() if k not in _EXP_KEYS and (k != "span" or span is None)
+                    },
                     source=path,
                 )
             )

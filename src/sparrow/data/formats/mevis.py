@@ -33,7 +33,9 @@ SPLITS = ("train", "valid_u", "valid")
 
 def split_dir(root: Path, split: str) -> Path:
     """``root/<split>``, or ``root`` itself when it is already a split folder."""
-    return root if (root / "meta_expressions.json").is_file() and not (root / split).is_dir() else root / split
+    return (
+        root if (root / "meta_expressions.json").is_file() and not (root / split).is_dir() else root / split
+    )
 
 
 def read_mevis(root: str | Path, split: str = "valid_u", *, issues: Issues | None = None) -> DatasetSplit:
@@ -57,7 +59,9 @@ def read_mevis(root: str | Path, split: str = "valid_u", *, issues: Issues | Non
     return DatasetSplit("mevis", split, folder, videos, tuple(expressions), files=files)
 
 
-def mevis_results_writer(out: str | Path, *, as_zip: bool = False, overwrite: bool = False) -> BinaryMaskTreeWriter:
+def mevis_results_writer(
+    out: str | Path, *, as_zip: bool = False, overwrite: bool = False
+) -> BinaryMaskTreeWriter:
     """Writer of MeViS predictions ``<video>/<exp_id>/<frame>.png`` (L 0/255): a folder for
     ``sparrow eval mevis --results``, or with ``as_zip`` the ``valid`` server zip (videos at the top)."""
     return BinaryMaskTreeWriter(out, as_zip=as_zip, overwrite=overwrite)
@@ -106,7 +110,9 @@ class MevisSplitWriter(TreeWriter):
         for obj_id, masks in objects.items():
             masks = np.asarray(masks, dtype=bool)
             if masks.ndim != 3 or masks.shape[0] != len(frame_names):
-                raise ValueError(f"{video_id}: object {obj_id} has masks {masks.shape} for {len(frame_names)} frames")
+                raise ValueError(
+                    f"{video_id}: object {obj_id} has masks {masks.shape} for {len(frame_names)} frames"
+                )
             anno_of[str(obj_id)] = anno = len(self._mask_dict)
             self._mask_dict[str(anno)] = [rle_encode(m) if m.any() else None for m in masks]
         self._meta[video_id] = {

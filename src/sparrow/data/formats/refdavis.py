@@ -105,7 +105,11 @@ def read_ref_davis(root: str | Path, split: str = "val", *, issues: Issues | Non
         for i, obj in enumerate(objects):
             for a, table in enumerate(sets):
                 if (vid, obj) not in table:
-                    sink.report("bad-entry", text_dir / ANNOTATION_FILES[a][0], f"{vid} object {obj} has no expression")
+                    sink.report(
+                        "bad-entry",
+                        text_dir / ANNOTATION_FILES[a][0],
+                        f"{vid} object {obj} has no expression",
+                    )
                     continue
                 expressions.append(
                     ExpressionRecord(
@@ -150,12 +154,16 @@ class RefDavisWriter(IndexMaskTreeWriter):
             :data:`VIDEOGLAMM_FOLDERS` (``Davis17_annot1``..).
     """
 
-    def __init__(self, out: str | Path, *, folders: Sequence[str] = SUBMISSION_FOLDERS, overwrite: bool = False) -> None:
+    def __init__(
+        self, out: str | Path, *, folders: Sequence[str] = SUBMISSION_FOLDERS, overwrite: bool = False
+    ) -> None:
         super().__init__(out, overwrite=overwrite)
         if len(folders) != 4:
             raise ValueError("Ref-DAVIS has 4 annotation sets")
         self.folders = tuple(folders)
 
-    def add_probabilities(self, video_id: str, anno_set: int, frame_names: Sequence[str | int], probs: np.ndarray) -> None:
+    def add_probabilities(
+        self, video_id: str, anno_set: int, frame_names: Sequence[str | int], probs: np.ndarray
+    ) -> None:
         """Write one video of one annotation set from per-object probabilities ``(K, T, H, W)``."""
         self.add(video_id, frame_names, refdavis_labels(probs), subset=self.folders[anno_set])

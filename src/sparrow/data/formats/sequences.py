@@ -34,7 +34,15 @@ from sparrow.io.info import IMAGE_EXTENSIONS
 from ..issues import Issues, strict_issues
 from ..markup import GroundedText, MarkupError, parse_grounding_markup, to_gcg_caption
 from ..mask_sources import BinaryPngMasks
-from ..records import CaptionRecord, DatasetSplit, ExpressionRecord, TubeBoxes, TubeRecord, VideoRecord, frame_numbers_from_names
+from ..records import (
+    CaptionRecord,
+    DatasetSplit,
+    ExpressionRecord,
+    TubeBoxes,
+    TubeRecord,
+    VideoRecord,
+    frame_numbers_from_names,
+)
 from .davis import list_stems
 
 _BOX_SPLIT = re.compile(r"[,\s]+")
@@ -56,7 +64,9 @@ def parse_groundtruth(text: str) -> list[tuple[float, float, float, float] | Non
         except ValueError:
             raise ValueError(f"line {lineno}: {line.strip()!r} is not 4 numbers") from None
         if len(values) != 4:
-            raise ValueError(f"line {lineno}: {line.strip()!r} has {len(values)} numbers, expected 4 (x,y,w,h)")
+            raise ValueError(
+                f"line {lineno}: {line.strip()!r} has {len(values)} numbers, expected 4 (x,y,w,h)"
+            )
         x, y, w, h = values
         absent = any(math.isnan(v) for v in values) or w <= 0 or h <= 0
         boxes.append(None if absent else (x, y, w, h))
@@ -106,8 +116,12 @@ def list_object_masks(mask_dir: Path, frames: set[str], issues: Issues) -> dict[
     return dict(sorted(objects.items(), key=lambda kv: int(kv[0])))
 
 
-def _masks(objects: dict[str, dict[str, Path]], obj_ids: tuple[str, ...], names: tuple[str, ...]) -> BinaryPngMasks:
-    return BinaryPngMasks([[objects[o][n] for o in obj_ids if o in objects and n in objects[o]] for n in names])
+def _masks(
+    objects: dict[str, dict[str, Path]], obj_ids: tuple[str, ...], names: tuple[str, ...]
+) -> BinaryPngMasks:
+    return BinaryPngMasks(
+        [[objects[o][n] for o in obj_ids if o in objects and n in objects[o]] for n in names]
+    )
 
 
 def _read_caption(path: Path, issues: Issues) -> GroundedText | None:
@@ -122,7 +136,9 @@ def _read_caption(path: Path, issues: Issues) -> GroundedText | None:
     return None
 
 
-def read_sparrow_sequences(root: str | Path, split: str = "all", *, issues: Issues | None = None) -> DatasetSplit:
+def read_sparrow_sequences(
+    root: str | Path, split: str = "all", *, issues: Issues | None = None
+) -> DatasetSplit:
     """Index SPARROW sequence folders (one directory listing per folder; no image is opened)."""
     sink = strict_issues(issues)
     root = Path(root)
@@ -154,13 +170,21 @@ def read_sparrow_sequences(root: str | Path, split: str = "all", *, issues: Issu
         if caption is not None:
             known = set(objects)
             spans = caption.spans
-            referents = [(s.phrase, tuple(str(i) for i in s.obj_ids)) for s in spans] or [(caption.text, tuple(objects))]
+            referents = [(s.phrase, tuple(str(i) for i in s.obj_ids)) for s in spans] or [
+                (caption.text, tuple(objects))
+            ]
             for k, (text, obj_ids) in enumerate(referents):
                 unknown = [o for o in obj_ids if o not in known]
                 if unknown and sink.strict:  # when collecting, `sparrow data check` reports it once
-                    sink.report("unknown-object", folder / "nlp.txt", f"{text!r} names object(s) {unknown} with no mask in mask/")
+                    sink.report(
+                        "unknown-object",
+                        folder / "nlp.txt",
+                        f"{text!r} names object(s) {unknown} with no mask in mask/",
+                    )
                 masks = _masks(objects, obj_ids, names)
-                expressions.append(ExpressionRecord(seq, str(k), text, obj_ids, masks=masks, source=folder / "nlp.txt"))
+                expressions.append(
+                    ExpressionRecord(seq, str(k), text, obj_ids, masks=masks, source=folder / "nlp.txt")
+                )
             if spans:
                 captions.append(
                     CaptionRecord(
@@ -177,7 +201,14 @@ def read_sparrow_sequences(root: str | Path, split: str = "all", *, issues: Issu
             tubes.append(tube)
             files.append(folder / "groundtruth.txt")
     return DatasetSplit(
-        "sparrow-seq", split, root, videos, tuple(expressions), tuple(tubes), tuple(captions), files=tuple(files)
+        "sparrow-seq",
+        split,
+        root,
+        videos,
+        tuple(expressions),
+        tuple(tubes),
+        tuple(captions),
+        files=tuple(files),
     )
 
 

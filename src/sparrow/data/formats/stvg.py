@@ -40,7 +40,15 @@ from .common import read_json
 HCSTVG_CLIP_SECONDS = 20.0
 _VIDSTG_KEYS = ("video_id", "original_video_id", "target_id", "caption", "fps", "start_frame", "end_frame",
                 "tube_start_frame", "tube_end_frame", "video_path")  # fmt: skip
-_HCSTVG_KEYS = ("video_id", "frame_count", "tube_start_frame", "tube_end_frame", "video_path", "caption", "trajectory")
+_HCSTVG_KEYS = (
+    "video_id",
+    "frame_count",
+    "tube_start_frame",
+    "tube_end_frame",
+    "video_path",
+    "caption",
+    "trajectory",
+)
 
 
 def annotation_file(root: Path, name: str) -> Path:
@@ -63,18 +71,36 @@ def _video(entry: dict[str, Any], videos_root: Path, frames: Sequence[int], fps:
             fps=fps,
             size=size,
         )
-    return VideoRecord(str(entry.get("original_video_id", entry["video_id"])), frame_numbers=frames, video_file=path, fps=fps, size=size)
+    return VideoRecord(
+        str(entry.get("original_video_id", entry["video_id"])),
+        frame_numbers=frames,
+        video_file=path,
+        fps=fps,
+        size=size,
+    )
 
 
 def _missing(entry: Any, keys: Sequence[str]) -> list[str]:
     return [k for k in keys if not isinstance(entry, dict) or k not in entry]
 
 
-_EXTRA_SKIP = {"caption", "qtype", "tube_start_frame", "tube_end_frame", "trajectory", "video_id", "target_id"}
+_EXTRA_SKIP = {
+    "caption",
+    "qtype",
+    "tube_start_frame",
+    "tube_end_frame",
+    "trajectory",
+    "video_id",
+    "target_id",
+}
 
 
 def read_vidstg(
-    root: str | Path, split: str = "test", *, videos_root: str | Path | None = None, issues: Issues | None = None
+    root: str | Path,
+    split: str = "test",
+    *,
+    videos_root: str | Path | None = None,
+    issues: Issues | None = None,
 ) -> DatasetSplit:
     """Index a VidSTG split (TubeDETR ``<split>.json``); boxes convert to ``xyxy`` lazily."""
     sink = strict_issues(issues)
@@ -85,7 +111,10 @@ def read_vidstg(
     tubes: list[TubeRecord] = []
     videos: dict[str, VideoRecord] = {}
     if data is not None:
-        entries, trajectories = data.get("videos") if isinstance(data, dict) else None, data.get("trajectories") if isinstance(data, dict) else None
+        entries, trajectories = (
+            data.get("videos") if isinstance(data, dict) else None,
+            data.get("trajectories") if isinstance(data, dict) else None,
+        )
         if not isinstance(entries, list) or not isinstance(trajectories, dict):
             sink.report("bad-json", path, "expected {'videos': [...], 'trajectories': {...}}")
             entries, trajectories = [], {}
@@ -104,7 +133,9 @@ def read_vidstg(
                 )  # fmt: skip
                 continue
             span = (int(entry["tube_start_frame"]), int(entry["tube_end_frame"]))
-            video = _video(entry, vroot, range(int(entry["start_frame"]), int(entry["end_frame"])), float(entry["fps"]))
+            video = _video(
+                entry, vroot, range(int(entry["start_frame"]), int(entry["end_frame"])), float(entry["fps"])
+            )
             videos[qid] = video
             tubes.append(
                 TubeRecord(
@@ -127,7 +158,11 @@ def hcstvg_file(split: str) -> str:
 
 
 def read_hcstvg(
-    root: str | Path, split: str = "test", *, videos_root: str | Path | None = None, issues: Issues | None = None
+    root: str | Path,
+    split: str = "test",
+    *,
+    videos_root: str | Path | None = None,
+    issues: Issues | None = None,
 ) -> DatasetSplit:
     """Index an HC-STVG split (v1 ``train``/``test``; v2 ``train_v2``/``val_v2``/``test_v2``)."""
     sink = strict_issues(issues)
@@ -190,4 +225,3 @@ def write_stvg_predictions(path: str | Path, predictions: Mapping[str, StvgPredi
     payload = {str(k): _check_prediction(str(k), p) for k, p in predictions.items()}
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f)
-

@@ -37,7 +37,11 @@ _GT_KEYS = {"gt_text", "gt_text_cleaned", "gt_phrases"}
 
 
 def _samples_root(root: Path) -> Path:
-    if root.is_dir() and not any(_SAMPLE.match(p.name) for p in root.iterdir() if p.is_dir()) and (root / "video_gcg").is_dir():
+    if (
+        root.is_dir()
+        and not any(_SAMPLE.match(p.name) for p in root.iterdir() if p.is_dir())
+        and (root / "video_gcg").is_dir()
+    ):
         return root / "video_gcg"
     return root
 
@@ -62,7 +66,9 @@ def read_videogcg(root: str | Path, split: str = "val", *, issues: Issues | None
     videos: dict[str, VideoRecord] = {}
     captions: list[CaptionRecord] = []
     files: list[Path] = []
-    for folder in sorted((p for p in root.iterdir() if p.is_dir() and _SAMPLE.match(p.name)), key=lambda p: int(p.name)):
+    for folder in sorted(
+        (p for p in root.iterdir() if p.is_dir() and _SAMPLE.match(p.name)), key=lambda p: int(p.name)
+    ):
         res_path = folder / "res.json"
         files.append(res_path)
         data = read_json(res_path, sink)
@@ -85,7 +91,11 @@ def read_videogcg(root: str | Path, split: str = "val", *, issues: Issues | None
         masks = []
         for k in range(len(phrases)):
             mask_dir = folder / f"gt_masks_{k}"
-            masks.append(BinaryPngMasks([[mask_dir / f"mask_{t}.png"] for t in range(num)]) if mask_dir.is_dir() else None)
+            masks.append(
+                BinaryPngMasks([[mask_dir / f"mask_{t}.png"] for t in range(num)])
+                if mask_dir.is_dir()
+                else None
+            )
         videos[folder.name] = video
         captions.append(
             CaptionRecord(
@@ -111,7 +121,9 @@ class GcgWriter(TreeWriter):
     def __init__(self, out: str | Path, *, overwrite: bool = False) -> None:
         super().__init__(out, overwrite=overwrite)
 
-    def add(self, idx: int, pred_text: str, pred_masks: Sequence[np.ndarray], *, gt: CaptionRecord | None = None) -> None:
+    def add(
+        self, idx: int, pred_text: str, pred_masks: Sequence[np.ndarray], *, gt: CaptionRecord | None = None
+    ) -> None:
         """Write one sample.
 
         Args:

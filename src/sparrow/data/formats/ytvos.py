@@ -38,7 +38,9 @@ def _video_names(path: Path, issues: Issues) -> set[str] | None:
     return set(table) if table is not None else None
 
 
-def read_ref_youtube_vos(root: str | Path, split: str = "valid", *, issues: Issues | None = None) -> DatasetSplit:
+def read_ref_youtube_vos(
+    root: str | Path, split: str = "valid", *, issues: Issues | None = None
+) -> DatasetSplit:
     """Index a Ref-YouTube-VOS split (train with palette-PNG masks; valid = valid minus test; test)."""
     sink = strict_issues(issues)
     root = Path(root)
@@ -86,7 +88,9 @@ def _train_objects(path: Path, issues: Issues) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def ref_youtube_vos_writer(out: str | Path, *, as_zip: bool = True, overwrite: bool = False) -> BinaryMaskTreeWriter:
+def ref_youtube_vos_writer(
+    out: str | Path, *, as_zip: bool = True, overwrite: bool = False
+) -> BinaryMaskTreeWriter:
     """Writer of the server submission: ``Annotations/<video>/<exp_id>/<frame>.png`` (L 0/255),
     zipped to ``out`` (``submission.zip``) with ``Annotations`` at the top, or a folder if not ``as_zip``."""
     return BinaryMaskTreeWriter(out, prefix="Annotations", as_zip=as_zip, overwrite=overwrite)

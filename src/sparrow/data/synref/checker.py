@@ -138,6 +138,11 @@ def _turn(a: float, b: float) -> float:
     return 180.0 if d == -180.0 else d
 
 
+def _after(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """bool ``(T,)``: ``then[t]`` holds and ``first`` held on some frame before ``t``."""
+    return then & (np.cumsum(first) - first > 0)
+
+
 def _runs(states: str) -> list[tuple[str, int, int]]:
     """Runs of equal letters as ``(letter, start, stop)``."""
     out: list[tuple[str, int, int]] = []
@@ -207,8 +212,7 @@ def motion_profile(centers: np.ndarray, visible: np.ndarray, scale: float) -> Mo
                     label = "turn"
                 elif all(signs[i] != signs[i + 1] for i in range(len(signs) - 1)):
                     label = "zigzag"
-            if label != "linear":
-                direction = _compass(*velocity[0]) if label in ("bounce", "turn") else None
+            direction = None
     else:
         moving = [(a, b) for c, a, b in runs if c == "M"]
         if all(straight(a, b) for a, b in moving) and all(b - a >= 2 for c, a, b in runs if c == "S"):
@@ -257,6 +261,8 @@ class Checker:
         self.touches_wall = obs.wall_px > 0
         self.first = [int(np.argmax(v)) if v.any() else -1 for v in self.visible]
         self.last = [self.T - 1 - int(np.argmax(v[::-1])) if v.any() else -1 for v in self.visible]
+        seen = self.vis_frac >= SEEN_FRACTION
+        self.clearly_seen = [int(np.argmax(v)) if v.any() else self.T for v in seen]
         self.profiles = [motion_profile(obs.centers[k], self.visible[k], obs.scale) for k in range(obs.num_objects)]
         self.presence = [
             _truth(int((self.vis_frac[k] >= PRESENT_FRACTION).sum()) >= MIN_SEEN_FRAMES, not self.visible[k].any())
@@ -265,6 +271,7 @@ class Checker:
         looks = [tuple(sorted(a.items())) for a in obs.attributes]
         self.lookalikes = [[j for j in range(len(looks)) if j != k and looks[j] == looks[k]] for k in range(len(looks))]
         self._cache: dict[object, list[Truth]] = {}
+        self._matches: dict[Filter, list[int]] = {}
 
     # -- per-object facts ------------------------------------------------------------------------
     def reappears(self, k: int) -> bool:
@@ -294,7 +301,7 @@ class Checker:
         return False
 
     # -- predicates ------------------------------------------------------------------------------
-    def _motion(self, m: Motion, k: int) -> Truth:
+    def motion_truth(self, m: Motion, k: int) -> Truth:
         prof = self.profiles[k]
         label, states = prof.label, prof.states
         clean = "?" not in states and len(states) > 0
@@ -327,7 +334,7 @@ class Checker:
         }[kind]
         return _truth(label == kind, label in false_for)
 
-    def _event(self, e: Event, k: int, candidates: Sequence[int]) -> Truth:
+    def event_truth(self, e: Event, k: int, candidates: Sequence[int]) -> Truth:
         f, l_, T = self.first[k], self.last[k], self.T
         if f < 0:
             return Truth.FALSE
@@ -336,30 +343,28 @@ class Checker:
             return _truth(bool(self.wall_hidden[k, f + 1 :].any()), not self.touches_wall[k, f:].any())
         if kind == "emerges":
             return _truth(f >= 1 and bool(self.wall_hidden[k, :f].all()), not self.touches_wall[k].any())
+        mostly_in = self.in_frac[k] >= 0.5
+        went_out = _after(mostly_in, ~mostly_in)  # mostly in the view, later mostly out of it
         if kind == "leaves_returns":
-            return _truth(self.leaves_and_returns(k), bool((self.in_frac[k, f : l_ + 1] >= 0.5).all()))
+            came_back = bool(went_out.any()) and bool(_after(went_out, self.visible[k]).any())
+            return _truth(self.leaves_and_returns(k), not came_back)
         if kind == "leaves":
             gone = l_ < T - 1 and bool(self.outside[k, l_ + 1 :].all())
-            return _truth(gone and not self.leaves_and_returns(k), bool((self.in_frac[k, f:] >= 0.5).all()))
+            return _truth(gone and not self.leaves_and_returns(k), not went_out.any())
         if kind == "enters":
-            return _truth(f >= 1 and bool(self.outside[k, :f].all()), bool((self.in_frac[k] >= 0.5).all()))
+            return _truth(f >= 1 and bool(self.outside[k, :f].all()), not _after(~mostly_in, mostly_in).any())
         if kind == "appears_late":
             return _truth(f >= 2, self.vis_frac[k, 0] >= SEEN_FRACTION)
         if kind == "appears_last":
             others = [j for j in candidates if j != k]
             if not others:
                 return Truth.UNCLEAR
-
-            def clearly_seen(j: int) -> int:
-                hits = np.flatnonzero(self.vis_frac[j] >= SEEN_FRACTION)
-                return int(hits[0]) if hits.size else T
-
-            later = all(f >= clearly_seen(j) + 2 for j in others)
-            beaten = any(self.first[j] >= 0 and self.first[j] >= clearly_seen(k) + 2 for j in others)
+            later = all(f >= self.clearly_seen[j] + 2 for j in others)
+            beaten = any(self.first[j] >= self.clearly_seen[k] + 2 for j in others)
             return _truth(f >= 1 and later, beaten)
         raise ValueError(f"unknown event {kind!r}")
 
-    def _relation(self, r: Relation, k: int, anchor: int) -> Truth:
+    def relation_truth(self, r: Relation, k: int, anchor: int) -> Truth:
         if k == anchor:
             return Truth.FALSE
         both = self.visible[k] & self.visible[anchor]
@@ -372,11 +377,11 @@ class Checker:
     # -- queries ---------------------------------------------------------------------------------
     def matching(self, target: Filter) -> list[int]:
         """Objects whose appearance fits ``target`` and that may be present (presence not FALSE)."""
-        return [
-            k
-            for k, a in enumerate(self.obs.attributes)
-            if target.matches(a) and self.presence[k] is not Truth.FALSE
-        ]
+        if target not in self._matches:
+            self._matches[target] = [
+                k for k, a in enumerate(self.obs.attributes) if target.matches(a) and self.presence[k] is not Truth.FALSE
+            ]
+        return self._matches[target]
 
     def truths(self, query: Query) -> tuple[list[Truth], Proof | None]:
         """Per-object truth of ``query`` (ignoring ``count`` and ``span``) and, for a relation, the
@@ -392,18 +397,18 @@ class Checker:
             if not anchor_proof.proved:
                 return [Truth.UNCLEAR if k in candidates else Truth.FALSE for k in range(K)], anchor_proof
             a = anchor_proof.referents[0]
-            per = [self._relation(pred, k, a) for k in range(K)]
+            per = [self.relation_truth(pred, k, a) for k in range(K)]
         elif isinstance(pred, Motion):
             key = ("motion", pred)
             if key not in self._cache:
-                self._cache[key] = [self._motion(pred, k) for k in range(K)]
+                self._cache[key] = [self.motion_truth(pred, k) for k in range(K)]
             per = self._cache[key]
         elif pred.kind == "appears_last":
-            per = [self._event(pred, k, candidates) for k in range(K)]
+            per = [self.event_truth(pred, k, candidates) for k in range(K)]
         else:
             key = ("event", pred)
             if key not in self._cache:
-                self._cache[key] = [self._event(pred, k, ()) for k in range(K)]
+                self._cache[key] = [self.event_truth(pred, k, ()) for k in range(K)]
             per = self._cache[key]
         out = [
             Truth(min(self.presence[k], per[k])) if k in candidates else Truth.FALSE
@@ -444,16 +449,16 @@ class Checker:
         f, l_ = self.first[k], self.last[k]
         if f < 0:
             return None
-        gone = np.flatnonzero(~vis[f : l_ + 1])
-        if kind == "before_gone":
-            if f + gone[0] - f < 2 if gone.size else True:
+        if kind == "before_gone":  # from its first sight to its first disappearance
+            unseen = np.flatnonzero(~vis[f:])
+            if not unseen.size or unseen[0] < 2:
                 return None
-            return f, f + int(gone[0])
-        if kind == "after_return":
-            if not gone.size:
+            return f, f + int(unseen[0])
+        if kind == "after_return":  # from its only reappearance to its last sight
+            gaps = [(a, b) for ch, a, b in _runs("".join("v" if v else "." for v in vis[f : l_ + 1])) if ch == "."]
+            if len(gaps) != 1 or l_ + 1 - (f + gaps[0][1]) < 2:
                 return None
-            back = f + int(gone[-1]) + 1
-            return (back, l_ + 1) if l_ + 1 - back >= 2 else None
+            return f + gaps[0][1], l_ + 1
         raise ValueError(f"unknown span {kind!r}")
 
     def tags(self, query: Query, proof: Proof) -> list[str]:

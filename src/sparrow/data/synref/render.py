@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sparrow.structures.boxes import masks_to_boxes
+
 from .world import COLOURS, ObjectSpec, Scene, Wall
 
 SUPERSAMPLE = 4
@@ -186,11 +188,11 @@ def _fill_colour(obj: ObjectSpec, local_x: np.ndarray, local_y: np.ndarray) -> n
         weight = np.clip((tri - np.float32(0.5)) * period + np.float32(0.5), 0.0, 1.0)
     else:
         q = local_y * c - local_x * s
-        period = np.float32(max(4.2, 0.62 * obj.radius))
+        period = np.float32(max(5.2, 0.7 * obj.radius))
         du = p / period - np.round(p / period)
         dv = q / period - np.round(q / period)
         dist = np.sqrt(du * du + dv * dv) * period
-        weight = np.clip(np.float32(0.3) * period - dist + np.float32(0.5), 0.0, 1.0)
+        weight = np.clip(np.float32(0.24) * period - dist + np.float32(0.5), 0.0, 1.0)
     keep = np.float32(1.0) - np.float32(0.58) * weight  # dark marks at 42% of the colour
     return np.stack([np.round(np.float32(v) * keep).astype(np.uint16) for v in colour])
 
@@ -244,11 +246,7 @@ def render(scene: Scene) -> Rendering:
         full_px[i] = mask.sum(axis=(1, 2))
         amodal_px[i] = in_view.sum(axis=(1, 2))
         wall_px[i] = (in_view & np.stack([walls[c] for c in cuts])).sum(axis=(1, 2))
-        rows, cols = mask.any(axis=2), mask.any(axis=1)
-        first_r, last_r = rows.argmax(axis=1), win - 1 - rows[:, ::-1].argmax(axis=1)
-        first_c, last_c = cols.argmax(axis=1), win - 1 - cols[:, ::-1].argmax(axis=1)
-        box = np.stack([origin[:, 0] + first_c, origin[:, 1] + first_r, origin[:, 0] + last_c + 1, origin[:, 1] + last_r + 1], 1)
-        amodal_box[i] = np.where(rows.any(axis=1)[:, None], box, 0)
+        amodal_box[i] = np.where(full_px[i, :, None] > 0, masks_to_boxes(mask) + np.tile(origin, 2), 0)
         # a dark rim (alpha - inner) and the textured fill (inner) over what is there, in uint16
         local_x = (span[None, None, :] + 0.5 - rel[:, None, None, 0]).astype(np.float32)
         local_y = (span[None, :, None] + 0.5 - rel[:, None, None, 1]).astype(np.float32)

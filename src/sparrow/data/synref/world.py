@@ -207,7 +207,7 @@ class _Sampler:
     def _clear(self, pos0: np.ndarray, r: float) -> bool:
         """True if an object at world ``pos0`` on frame 0 overlaps no placed object and no wall."""
         for other, ro in self.placed:
-            if np.hypot(*(other - pos0)) < r + ro + 3.0 * self.s:
+            if np.hypot(*(other[0] - pos0)) < r + ro + 3.0 * self.s:
                 return False
         return not any(w.x0 - r < pos0[0] < w.x1 + r and w.y0 - r < pos0[1] < w.y1 + r for w in self.walls)
 
@@ -237,10 +237,17 @@ class _Sampler:
             return None
         return anchor + rel
 
-    def wall_around(self, path: np.ndarray, frames: range, r: float, direction: np.ndarray) -> None:
-        """A wall hiding the object fully on ``frames``: the union of its boxes, lengthened across
-        the motion so that it reads as a wall rather than a box."""
-        pts = path[list(frames)] 
+    def _behind(self, path: np.ndarray, r: float, wall: Wall) -> np.ndarray:
+        """bool ``(T,)``: the object's box lies wholly inside the wall on each frame."""
+        return (
+            (path[:, 0] - r >= wall.x0) & (path[:, 0] + r <= wall.x1) & (path[:, 1] - r >= wall.y0) & (path[:, 1] + r <= wall.y1)
+        )
+
+    def wall_around(self, path: np.ndarray, frames: range, r: float, direction: np.ndarray) -> bool:
+        """Add a wall hiding the object fully on ``frames``: the union of its boxes, lengthened across
+        the motion so that it reads as a wall rather than a box. Refused (False) when the object, or
+        an object already placed, would be wholly behind it on more than half of the frames."""
+        pts = path[list(frames)]
         x0, y0 = np.floor(pts.min(axis=0) - r - 1.5).astype(int)
         x1, y1 = np.ceil(pts.max(axis=0) + r + 1.5).astype(int)
         a, b = _span(self.rng, 4 * self.s, 24 * self.s), _span(self.rng, 4 * self.s, 24 * self.s)
@@ -248,21 +255,31 @@ class _Sampler:
             y0, y1 = y0 - a, y1 + b
         else:
             x0, x1 = x0 - a, x1 + b
-        self.walls.append(Wall(int(x0), int(y0), int(x1), int(y1), shade=_span(self.rng, 120, 160)))
+        wall = Wall(int(x0), int(y0), int(x1), int(y1), shade=_span(self.rng, 120, 160))
+        for other, ro in [(path, r), *self.placed]:
+            if self._behind(other, ro, wall).mean() > 0.5:
+                return False
+        self.walls.append(wall)
+        return True
 
     def random_wall(self) -> None:
-        thick = _span(self.rng, 9 * self.s, 15 * self.s)
-        length = _span(self.rng, 30 * self.s, 64 * self.s)
-        w, h = (thick, length) if self.rng.random() < 0.5 else (length, thick)
-        x0 = _span(self.rng, 0, max(0, self.world[1] - w))
-        y0 = _span(self.rng, 0, max(0, self.world[0] - h))
-        self.walls.append(Wall(x0, y0, x0 + w, y0 + h, shade=_span(self.rng, 120, 160)))
+        """Add a wall at random (a few tries), unless every try hides a placed object half the time."""
+        for _ in range(5):
+            thick = _span(self.rng, 9 * self.s, 15 * self.s)
+            length = _span(self.rng, 30 * self.s, 64 * self.s)
+            w, h = (thick, length) if self.rng.random() < 0.5 else (length, thick)
+            x0 = _span(self.rng, 0, max(0, self.world[1] - w))
+            y0 = _span(self.rng, 0, max(0, self.world[0] - h))
+            wall = Wall(x0, y0, x0 + w, y0 + h, shade=_span(self.rng, 120, 160))
+            if all(self._behind(p, r, wall).mean() <= 0.5 for p, r in self.placed):
+                self.walls.append(wall)
+                return
 
     # -- roles: each returns (world path, motion) or None when this draw does not fit -----------------
     def free(self, r: float, v: float) -> tuple[np.ndarray, str] | None:
         kind = self.pick(self.k.motions)
         d, u, event = self.displacement(kind, v)
-        if kind == "bounce":  # touch the frame edge at the reversal
+        if kind == "bounce" and 0 < event < self.T - 1:  # touch the frame edge at the reversal
             axis = 0 if abs(u[0]) > 0.5 else 1
             size = (self.W, self.H)[axis]
             screen = size - r - 2.0 if u[axis] > 0 else r + 2.0
@@ -276,23 +293,23 @@ class _Sampler:
         kind = self.pick([m for m in ("linear", "move_stop", "stop_go", "turn") if m in self.moving] or self.moving)
         d, u, _ = self.displacement(kind, v)
         hidden = _span(self.rng, *self.k.hidden_frames)
-        if self.T < hidden + 4:
+        if hidden + 4 > self.T:
             return None
         start = _span(self.rng, 2, self.T - hidden - 2)
         path = self.place_free(d, r, tries=6)
-        if path is None:
+        if path is None or not self.wall_around(path, range(start, start + hidden), r, u):
             return None
-        self.wall_around(path, range(start, start + hidden), r, u)
         return path, kind
 
     def emerge(self, r: float, v: float) -> tuple[np.ndarray, str] | None:
         """Starts behind a wall and comes out of it."""
+        if self.T < 6:
+            return None
         kind = "wait_move" if "wait_move" in self.moving and self.rng.random() < 0.5 else "linear"
         d, u, _ = self.displacement(kind, v)
         path = self.place_free(d, r, tries=6)
-        if path is None:
+        if path is None or not self.wall_around(path, range(0, _span(self.rng, 2, 4)), r, u):
             return None
-        self.wall_around(path, range(0, _span(self.rng, 2, 4)), r, u)
         return path, kind
 
     def edge(self, role: str, r: float, v: float) -> tuple[np.ndarray, str] | None:
@@ -332,10 +349,11 @@ class _Sampler:
         kind = self.pick([m for m in self.k.motions if m != ref_kind] or self.k.motions)
         d, _, _ = self.displacement(kind, v)
         offset = (self.rng.random(2) - 0.5) * r
-        for tc in self.rng.permutation(np.arange(2, max(3, self.T - 2))):
+        for tc in self.rng.permutation(np.arange(min(2, self.T - 1), max(min(3, self.T), self.T - 2))):
             path = ref[tc] + offset + d - d[tc]
             lo, hi = self._feasible(path - path[0], r)
-            if np.all(path[0] >= lo) and np.all(path[0] <= hi):
+            behind = [self._behind(path, r, w).mean() > 0.5 for w in self.walls]
+            if np.all(path[0] >= lo) and np.all(path[0] <= hi) and not any(behind):
                 return path, kind
         return None
 
@@ -427,7 +445,7 @@ def sample_scene(rng: np.random.Generator, knobs: Knobs, frames: int, height: in
         roles[i] = role
         centers[i] = np.round(result[0] * _QUANTUM) / _QUANTUM
         motions[i] = result[1]
-        sp.placed.append((centers[i][0], r))
+        sp.placed.append((centers[i], r))
 
     depth = rng.permutation(n)
     objects = tuple(

@@ -1,0 +1,133 @@
+"""The ``sparrow`` training task: :class:`~sparrow.models.SparrowModel` on dataset records.
+
+Datasets are read with the format registry (:func:`sparrow.data.registry.get_format`; SynRef splits
+use ``format: mevis``). A dataset's ``task`` picks its items:
+
+- ``referring_segmentation``: every referring expression ("Can you segment {exp} in this video?");
+- ``box_grounding`` / ``tube_grounding``: every STVG tube (its boxes, filled, stand in for masks);
+- ``grounded_caption``: every grounded caption (GCG).
+
+The first stage starts from a fresh model of the preset (its tokenizer, for presets without a
+pretrained LM, is a byte-level BPE trained on the training mixture's text) or from ``model.init``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparrow.data.conversations import caption_conversation, expression_conversation, tube_conversation
+from sparrow.data.mask_sources import MaskSource
+from sparrow.data.records import Conversation
+from sparrow.data.registry import get_format
+from sparrow.errors import ConfigError
+from sparrow.models import SparrowModel, SparrowTokenizer, collate, load_config, train_tokenizer
+from sparrow.models.processor import SparrowProcessor
+
+from .recipe import DatasetSpec, Recipe
+from .samples import ConversationSource, object_mask_sources
+
+
+def read_conversations(spec: DatasetSpec) -> tuple[list[Conversation], dict[str, list[MaskSource]]]:
+    """The conversations of one dataset of the mixture and, for referring segmentation, the
+    per-object masks of its videos (proposer targets).
+
+    Raises:
+        ConfigError: the dataset has no ``root``.
+        DataFormatError: the files do not follow the format (from the reader).
+    """
+    if spec.root is None:
+        raise ConfigError(
+            f"dataset {spec.name!r} has no root", fix="set data.train[].root to the dataset folder"
+        )
+    split = get_format(spec.format).open(spec.root, spec.split)
+    objects: dict[str, list[MaskSource]] = {}
+    if spec.task == "referring_segmentation":
+        items = [
+            expression_conversation(e, split.videos[e.video_id])
+            for e in split.expressions
+            if e.masks is not None
+        ]
+        objects = object_mask_sources(split)
+    elif spec.task == "grounded_caption":
+        items = [caption_conversation(c) for c in split.captions]
+    else:
+        items = [tube_conversation(t) for t in split.tubes]
+    if spec.max_items is not None:
+        items = items[: spec.max_items]
+    return items, objects
+
+
+def corpus(conversations: Sequence[Conversation], processor_answer: Any) -> list[str]:
+    """Every question and (formatted) answer, for training a tokenizer."""
+    texts = []
+    for conv in conversations:
+        for turn in conv.turns:
+            texts.append(turn.text if turn.role == "user" else processor_answer(turn.text))
+    return texts
+
+
+class SparrowTask:
+    """The ``sparrow`` task (see the module docstring)."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self._data: dict[str, tuple[list[Conversation], dict[str, list[MaskSource]]]] = {}
+        self._pad_id: int | None = None
+
+    def _dataset(self, spec: DatasetSpec) -> tuple[list[Conversation], dict[str, list[MaskSource]]]:
+        key = f"{spec.name}:{spec.root}:{spec.split}:{spec.task}:{spec.max_items}"
+        if key not in self._data:
+            self._data[key] = read_conversations(spec)
+        return self._data[key]
+
+    def build_model(self) -> SparrowModel:
+        config = load_config(self.recipe.model.preset, self.recipe.model.overrides)
+        llm = config.llm
+        source = llm.tokenizer or llm.path
+        if source is not None:
+            tokenizer = SparrowTokenizer.from_pretrained_lm(source, llm.template)
+        else:
+            answer = SparrowProcessor(config, None).format_answer  # type: ignore[arg-type]  # text only
+            texts = [t for spec in self.recipe.data.train for t in corpus(self._dataset(spec)[0], answer)]
+            tokenizer = train_tokenizer(texts, llm.template, llm.tokenizer_vocab_size)
+        return SparrowModel(config, tokenizer)
+
+    def load_model(self, folder: Path) -> SparrowModel:
+        overrides = self.recipe.model.overrides if folder == Path(self.recipe.model.init or "") else None
+        return SparrowModel.from_pretrained(folder, overrides or None)
+
+    def _sources(self, specs: Sequence[DatasetSpec], model: nn.Module) -> list[ConversationSource]:
+        processor = model.processor
+        self._pad_id = processor.tokenizer.ids.pad
+        return [ConversationSource(spec.name, *self._dataset(spec), processor=processor) for spec in specs]
+
+    def train_sources(self, model: nn.Module) -> list[ConversationSource]:
+        return self._sources(self.recipe.data.train, model)
+
+    def collate(self, samples: list[Any]) -> Any:
+        if self._pad_id is None:
+            raise RuntimeError("train_sources() must be called before collate()")
+        return collate(samples, self._pad_id)
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, stage: int) -> dict[str, Any]:
+        """Teacher-forced loss terms on the held-out datasets (each item built with seed 0)."""
+        if not self.recipe.data.val:
+            return {}
+        limit = self.recipe.validation.max_items
+        device = next(model.parameters()).device
+        totals: dict[str, float] = {}
+        count = 0
+        for source in self._sources(self.recipe.data.val, model):
+            n = len(source) if limit is None else min(len(source), limit)
+            for i in range(n):
+                out = model(self.collate([source.build(i, 0)]).to(device))
+                for key, value in {"loss": out.loss, **out.losses}.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+                count += 1
+        return {f"val_{k}": v / count for k, v in totals.items()} | {"val_items": count}

@@ -1,0 +1,252 @@
+"""The composed tiny model: shapes, loss dict, gradients to every part, the switches, inference pieces."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, tiny, tokenizer
+
+from sparrow.models import SparrowModel, SparrowProcessor, collate, load_config, loss_terms
+from sparrow.models.batch import Batch
+from sparrow.models.tokenizer import IGNORE_INDEX
+
+SUPERVISED_B = [True, False, True, False, False, True, False, True]
+PROCESSORS = {
+    on: SparrowProcessor(load_config("tiny", [f"box_prompt={on}"]), tokenizer(load_config("tiny")))
+    for on in (True, False)
+}
+
+
+def make_batch(model: SparrowModel) -> Batch:
+    """Sample 0: one referent, all 8 SAM frames supervised. Sample 1: a grounded caption with two
+    [SEG] (one masklet per phrase), 4 supervised frames, both objects as proposer targets.
+    Sample 2: a box answer (a lone [BOX], no mask supervised)."""
+    frames, masks = clip()
+    p = model.processor
+    a = p.training_sample(frames, QUESTION, "Sure, [SEG].", masks[:1])
+    b = p.training_sample(
+        frames, CAPTION_QUESTION, CAPTION, masks, supervised=SUPERVISED_B, object_masks=masks[:, 0]
+    )
+    c = p.training_sample(frames, BOX_QUESTION, "Sure, [BOX].", masks[1:], supervised=[False] * 8)
+    return collate([a, b, c], model.tokenizer.ids.pad)
+
+
+@pytest.fixture(scope="module")
+def trained_step():
+    """One forward + backward of the default tiny model (box prompt on, TSF in training)."""
+    model = tiny()
+    batch = make_batch(model)
+    out = model(batch)
+    out.loss.backward()
+    return model, batch, out
+
+
+def test_batch_layout(trained_step) -> None:
+    model, batch, _ = trained_step
+    p = model.processor
+    assert p.n_video == 8 * 16 + 4 * 4
+    assert batch.spatial_frames.shape == (3, 8, 3, 64, 64)
+    assert batch.temporal_frames.shape == (3, 8, 3, 64, 64)
+    assert batch.sam_frames.shape == (3, 8, 3, 128, 128)
+    assert batch.seg_masks.shape == (3, 8, 128, 128) and batch.seg_sample.tolist() == [0, 1, 1]
+    assert batch.boxes.shape == (4, 4) and batch.box_sample.tolist() == [0, 1, 1, 2]
+    assert batch.tsf_crops.shape == (3, 8, 3, 64, 64) and bool(batch.tsf_valid.all())
+    assert [len(d) for d in batch.det_boxes] == [1, 2, 1]
+    ids = model.tokenizer.ids
+    for row, (n_box, n_seg) in zip(batch.input_ids, [(1, 1), (2, 2), (1, 0)], strict=True):
+        counts = Counter(row.tolist())
+        assert counts[ids.video] == p.n_video and counts[ids.tsf] == 4
+        assert (counts[ids.box], counts[ids.seg]) == (n_box, n_seg)  # box prompt on: [BOX] before every [SEG]
+    # The referent's key-frame box: the red square, 24 px at (4..28, 24..48) of a 96-px frame.
+    np.testing.assert_allclose(batch.boxes[0].numpy(), [16 / 96, 36 / 96, 24 / 96, 24 / 96], atol=1e-6)
+
+
+def test_output_shapes(trained_step) -> None:
+    model, batch, out = trained_step
+    n_answer = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
+    assert out.answer_logits.shape == (n_answer, len(model.tokenizer))
+    n_pairs = 8 + 2 * sum(SUPERVISED_B)
+    assert out.mask_logits.shape == (n_pairs, 1, 32, 32)
+    assert out.object_score_logits.shape == (n_pairs, 1)
+    assert out.mask_pairs.shape == (n_pairs, 2)
+    assert out.mask_pairs[8:, 1].tolist() == [t for t, s in enumerate(SUPERVISED_B) if s] * 2
+    k = model.config.proposer.top_k
+    assert out.proposals.logits.shape == (3, k)
+    assert out.proposals.boxes.shape == (3, k, 4)
+    assert out.filtration.scores.shape == (4, k) and out.filtration.selected_boxes.shape == (4, 4)
+
+
+def test_loss_dict_has_every_term(trained_step) -> None:
+    model, _, out = trained_step
+    assert tuple(out.losses) == loss_terms(model.config)
+    assert set(out.losses) == {
+        "lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou", "det_class", "det_l1", "det_giou"
+    }  # fmt: skip
+    for name, value in out.losses.items():
+        assert value.ndim == 0 and torch.isfinite(value) and value > 0, name
+    w = model.config.losses
+    total = sum(getattr(w, name) * float(value.detach()) for name, value in out.losses.items())
+    assert float(out.loss.detach()) == pytest.approx(total, rel=1e-5)
+
+
+def test_every_part_receives_a_gradient(trained_step) -> None:
+    model, _, _ = trained_step
+
+    def has_grad(module: torch.nn.Module) -> bool:
+        return any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in module.parameters())
+
+    for name, part in model.parts().items():
+        assert has_grad(part), name
+    sam = model.sam2.model
+    for name in ("vision_encoder", "prompt_encoder", "mask_decoder"):
+        assert has_grad(getattr(sam, name)), f"sam2.{name}"
+
+
+def _calls(model: SparrowModel) -> Counter:
+    counts: Counter = Counter()
+    for name, part in model.parts().items():
+        part.register_forward_hook(lambda *_, n=name: counts.update([n]))
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("answer", "with_box", "without_box"),
+    [
+        ("Sure, [SEG].", "Sure, [BOX] [SEG].", "Sure, [SEG]."),
+        ("Sure, [BOX] [SEG].", "Sure, [BOX] [SEG].", "Sure, [SEG]."),
+        ("Sure, [BOX].", "Sure, [BOX].", "Sure, [SEG]."),
+        ("<p> a </p> [SEG] and <p> b </p>[BOX][SEG]", "<p> a </p> [BOX] [SEG] and <p> b </p>[BOX] [SEG]",
+         "<p> a </p> [SEG] and <p> b </p>[SEG]"),
+        ("No object.", "No object.", "No object."),
+    ],
+)  # fmt: skip
+def test_format_answer_follows_the_box_switch(answer: str, with_box: str, without_box: str) -> None:
+    assert PROCESSORS[True].format_answer(answer) == with_box
+    assert PROCESSORS[False].format_answer(answer) == without_box
+
+
+def test_box_prompt_off_removes_the_box_branch() -> None:
+    model = tiny(["box_prompt=false", "tsf.mode=off"])  # the VideoGLaMM-style baseline
+    batch = make_batch(model)
+    ids = model.tokenizer.ids
+    assert not bool((batch.input_ids == ids.box).any()) and not bool((batch.input_ids == ids.tsf).any())
+    assert batch.tsf_crops is None
+    calls = _calls(model)
+    out = model(batch)
+    out.loss.backward()
+    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice")
+    assert out.proposals is None and out.filtration is None
+    for name in ("proposer", "filtration", "box_projection"):
+        assert calls[name] == 0, name
+        assert all(p.grad is None for p in getattr(model, name).parameters()), name
+    assert calls["spatial_encoder"] == 1  # frames only, no TSF crops
+    prompts = model.prompts_from_hidden(torch.randn(2, model.width), torch.randn(2, model.width), None)
+    assert prompts.boxes is None and prompts.seg_embeddings.shape == (2, 1, model.sam2.prompt_dim)
+    assert calls["proposer"] == 0
+
+
+def test_tsf_modes_change_the_prompts_and_the_encoder_calls() -> None:
+    model = tiny()
+    p = model.processor
+    assert p.n_tsf(training=True) == 4 and p.n_tsf(training=False) == 0
+    assert model.tokenizer.ids.tsf not in p.prompt_ids(QUESTION, with_tsf=False)
+    calls = _calls(model)
+    model(make_batch(model))
+    assert calls["spatial_encoder"] == 2  # frames + TSF crops
+    both = tiny(["tsf.mode=train+infer"]).processor
+    assert both.n_tsf(training=False) == 4
+    off = tiny(["tsf.mode=off"])
+    assert off.processor.n_tsf(training=True) == 0
+    frames, masks = clip()
+    with_tsf = model.processor.training_sample(frames, QUESTION, "Sure, [SEG].", masks[:1])
+    assert off.tokenizer.ids == model.tokenizer.ids
+    with pytest.raises(ValueError, match=r"tsf\.mode is 'off'"):
+        off(collate([with_tsf], off.tokenizer.ids.pad))
+
+
+def test_propagation_switch(monkeypatch) -> None:
+    model = tiny(["propagation=framewise"]).eval()
+    frames, _ = clip()
+    pixels = model.processor.sam_inputs(frames)
+    seg = torch.randn(1, 1, model.sam2.prompt_dim)
+    box = torch.tensor([[0.3, 0.4, 0.2, 0.2]])
+    monkeypatch.setattr(model.sam2, "propagate", lambda *a, **k: pytest.fail("memory used in framewise"))
+    decoded = []
+    real_decode = model.sam2.decode
+    monkeypatch.setattr(model.sam2, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    order = [t for t, logits, score in model.propagate(pixels, 3, box=box, seg_embedding=seg)]
+    assert order == [3, 4, 5, 6, 7, 2, 1, 0] and len(decoded) == 8
+    video = tiny(["propagation=video"]).eval()
+    memory = []
+    real_memory = video.sam2.model.memory_attention.forward
+    monkeypatch.setattr(
+        video.sam2.model.memory_attention, "forward", lambda *a, **k: memory.append(1) or real_memory(*a, **k)
+    )
+    steps = list(video.propagate(pixels, 3, box=box, seg_embedding=seg))
+    assert [t for t, *_ in steps] == [3, 4, 5, 6, 7, 2, 1, 0] and len(memory) == 7
+    assert all(logits.shape == (1, 1, 32, 32) and score.shape == (1, 1) for _, logits, score in steps)
+
+
+def test_mismatched_targets_and_missing_box_are_errors(trained_step) -> None:
+    model, trained_batch, _ = trained_step
+    frames, masks = clip()
+    with pytest.raises(ValueError, match="2 grounding slot\\(s\\) but 1 target"):
+        model.processor.training_sample(frames, CAPTION_QUESTION, CAPTION, masks[:1])
+    batch = dataclasses.replace(trained_batch, input_ids=trained_batch.input_ids.clone())
+    ids = model.tokenizer.ids
+    row = batch.input_ids[0]
+    box_at, seg_at = int((row == ids.box).nonzero()[0, 0]), int((row == ids.seg).nonzero()[0, 0])
+    row[box_at], row[seg_at] = ids.seg, ids.box  # "[SEG] [BOX]": the [SEG] has no box before it
+    with pytest.raises(ValueError, match="has no \\[BOX\\]"):
+        model(batch)
+    batch.input_ids[batch.input_ids == ids.box] = ids.p_open
+    with pytest.raises(ValueError, match="0 \\[BOX\\] tokens but 4 box targets"):
+        model(batch)
+
+
+def test_generate_hidden_states_match_teacher_forcing(monkeypatch) -> None:
+    """Generated [BOX]/[SEG] hidden states are the ones forward() reads at those tokens."""
+    model = tiny(["tsf.mode=off"]).eval()
+    ids = model.tokenizer.ids
+    script = iter([ids.box, ids.seg, ids.p_open, ids.seg, ids.end])
+    vocab = len(model.tokenizer)
+
+    def scripted_head(hidden: torch.Tensor) -> torch.Tensor:  # makes the LM "say" the script
+        logits = torch.zeros(hidden.shape[0], vocab)
+        logits[:, next(script)] = 1.0
+        return logits
+
+    monkeypatch.setattr(model.llm, "get_output_embeddings", lambda: scripted_head)
+    frames, _ = clip()
+    spatial, temporal = model.processor.encoder_inputs(frames)
+    video = model.encode_video(spatial[None], temporal[None])
+    prompt = model.processor.prompt_ids(QUESTION, with_tsf=False)
+    answer = model.generate(prompt, video, max_new_tokens=8)
+    assert answer.token_ids.tolist() == [ids.box, ids.seg, ids.p_open, ids.seg] and answer.stopped
+    assert answer.text == "[BOX][SEG]<p>[SEG]"
+    full = torch.tensor([prompt + answer.token_ids.tolist()])
+    with torch.no_grad():
+        hidden = model.llm.get_decoder()(inputs_embeds=model.embed_inputs(full, video)).last_hidden_state[0]
+    n = len(prompt)
+    torch.testing.assert_close(answer.seg_hidden, hidden[[n + 1, n + 3]], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(answer.box_hidden, hidden[[n]], atol=1e-4, rtol=1e-4)
+
+
+def test_prompts_from_hidden_with_box() -> None:
+    model = tiny().eval()
+    frames, _ = clip()
+    features = model.sam2.image_features(model.processor.sam_inputs(frames[:1]))
+    with torch.no_grad():
+        prompts = model.prompts_from_hidden(
+            torch.randn(2, model.width), torch.randn(2, model.width), features
+        )
+    k = model.config.proposer.top_k
+    assert prompts.seg_embeddings.shape == (2, 1, model.sam2.prompt_dim)
+    assert prompts.boxes.shape == (2, 4) and bool(((prompts.boxes >= 0) & (prompts.boxes <= 1)).all())
+    assert prompts.proposals.boxes.shape == (1, k, 4) and prompts.filtration.scores.shape == (2, k)
+    with pytest.raises(ValueError, match="exactly one key frame"):
+        model.prompts_from_hidden(torch.randn(1, model.width), torch.randn(1, model.width), None)
