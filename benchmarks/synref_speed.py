@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -23,33 +24,43 @@ def _run_one(args: argparse.Namespace, videos: int) -> dict[str, float]:
     from sparrow.data.synref import GenerationRequest, parse_size, preset, write_split
 
     request = GenerationRequest(
-        split="bench", videos=videos, frames=args.frames, size=parse_size(args.size), seed=0,
-        difficulty=args.difficulty, knobs=preset(args.difficulty),
+        split="bench",
+        videos=videos,
+        frames=args.frames,
+        size=parse_size(args.size),
+        seed=0,
+        difficulty=args.difficulty,
+        knobs=preset(args.difficulty),
     )
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         start = time.perf_counter()
         counts = write_split(Path(tmp) / "bench", request, workers=args.workers)
         seconds = time.perf_counter() - start
-        files = sum(1 for p in Path(tmp).rglob("*") if p.is_file())
-    kib = 1.0  # ru_maxrss is in KiB on Linux
+        parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        files = sum(len(names) for _, _, names in os.walk(tmp))
     return {
         "videos": videos,
         "seconds": seconds,
         "expressions": counts["expressions"],
         "files": files,
-        "parent_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024,
-        "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 1024,
+        "parent_peak_rss_mib": parent,
+        "worker_peak_rss_mib": workers,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--videos", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", default="128x128")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--difficulty", default="standard")
-    parser.add_argument("--dir", default=None, help="Folder for the temporary splits (default: the system temp).")
+    parser.add_argument(
+        "--dir", default=None, help="Folder for the temporary splits (default: the system temp)."
+    )
     parser.add_argument("--target", type=float, default=60.0, help="Seconds allowed for 1000 videos.")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -58,14 +69,28 @@ def main() -> None:
         return
     rows = []
     for n in args.videos:
-        cmd = [sys.executable, __file__, "--one", str(n), "--frames", str(args.frames), "--size", args.size,
-               "--workers", str(args.workers), "--difficulty", args.difficulty]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(n),
+            "--frames",
+            str(args.frames),
+            "--size",
+            args.size,
+            "--workers",
+            str(args.workers),
+            "--difficulty",
+            args.difficulty,
+        ]
         if args.dir:
             cmd += ["--dir", args.dir]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"SynRef {args.difficulty}, {args.frames} frames at {args.size}, {args.workers} workers")
-    print(f"{'videos':>7} {'seconds':>8} {'videos/s':>9} {'expr':>6} {'files':>7} {'parent RSS MiB':>15} {'worker RSS MiB':>15}")
+    print(
+        f"{'videos':>7} {'seconds':>8} {'videos/s':>9} {'expr':>6} {'files':>7} {'parent RSS MiB':>15} {'worker RSS MiB':>15}"
+    )
     for r in rows:
         print(
             f"{r['videos']:>7} {r['seconds']:>8.1f} {r['videos'] / r['seconds']:>9.1f} {r['expressions']:>6} {r['files']:>7}"

@@ -1,7 +1,10 @@
 """Learning test: the tiny model overfits one SynRef sample (one expression, 8 frames).
 
-From scratch, on CPU: after at most a few hundred AdamW steps the model's masks on the supervised
-SAM frames reach IoU >= 0.9 with the referent, and greedy generation answers with ``[BOX] [SEG]``.
+From scratch, on CPU (AdamW, lr 2e-3, batch of one): the model's masks on the 8 supervised SAM
+frames reach IoU >= 0.9 with the referent (about 50-70 steps, 0.2 s each on an idle 2-core machine),
+and greedy generation answers with ``[BOX] [SEG]`` whose hidden states, through the inference
+pieces (proposals + filtration on the key frame, frame-wise decoding), give masks of IoU >= 0.9. TSF runs in training and inference
+(``train+infer``): the inference prompt carries the TSF tokens of the referent's track, as training did.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 
 from sparrow.data.synref import GenerationRequest, generate_video, preset
 from sparrow.models import SparrowModel, collate, load_config, train_tokenizer
+from sparrow.models.tsf import track_boxes
 
 MAX_STEPS = 300
 TIME_BUDGET_S = 150.0
@@ -21,7 +25,13 @@ TIME_BUDGET_S = 150.0
 def synref_sample():
     """Video 0 of a small SynRef split and its first one-referent segmentation question."""
     request = GenerationRequest(
-        split="overfit", videos=1, frames=8, size=(128, 128), seed=0, difficulty="standard", knobs=preset("standard")
+        split="overfit",
+        videos=1,
+        frames=8,
+        size=(128, 128),
+        seed=0,
+        difficulty="standard",
+        knobs=preset("standard"),
     )
     video = generate_video(request, 0)
     qa, expression = next(
@@ -35,7 +45,13 @@ def synref_sample():
 def corpus(n_videos: int = 12) -> list[str]:
     """SynRef text of a few videos: questions, answers, expressions and captions."""
     request = GenerationRequest(
-        split="corpus", videos=n_videos, frames=8, size=(128, 128), seed=1, difficulty="standard", knobs=preset("standard")
+        split="corpus",
+        videos=n_videos,
+        frames=8,
+        size=(128, 128),
+        seed=1,
+        difficulty="standard",
+        knobs=preset("standard"),
     )
     texts = []
     for i in range(n_videos):
@@ -58,14 +74,18 @@ def test_tiny_model_overfits_one_synref_sample() -> None:
     torch.manual_seed(0)
     video, question, answer, referent, objects = synref_sample()
     frames = video.rendering.frames
-    config = load_config("tiny")
-    tokenizer = train_tokenizer(corpus() + [question, answer], config.llm.template, vocab_size=512)
+    config = load_config("tiny", ["tsf.mode=train+infer", "propagation=framewise"])
+    tokenizer = train_tokenizer([*corpus(), question, answer], config.llm.template, vocab_size=512)
     model = SparrowModel(config, tokenizer)
-    sample = model.processor.training_sample(frames, question, answer, referent[None], object_masks=objects[:, 0])
+    sample = model.processor.training_sample(
+        frames, question, answer, referent[None], object_masks=objects[:, 0]
+    )
     batch = collate([sample], tokenizer.ids.pad)
     assert int(batch.supervised.sum()) == 8 and bool(batch.seg_masks.any())
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    size = tuple(batch.seg_masks.shape[-2:])
+    targets = batch.seg_masks[0]  # (8, S, S): every SAM frame is supervised
     start = time.monotonic()
     model.train()
     for step in range(MAX_STEPS):
@@ -73,24 +93,41 @@ def test_tiny_model_overfits_one_synref_sample() -> None:
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        if step % 10 == 9:
-            done = float(out.losses["lm_ce"]) < 0.02 and float(out.losses["mask_dice"]) < 0.05
-            if done or time.monotonic() - start > TIME_BUDGET_S:
+        if step % 5 == 4:
+            with torch.no_grad():
+                fitted = iou(model.sam2.upsample_logits(out.mask_logits, size)[:, 0], targets).min()
+            if (fitted >= 0.95 and out.losses["lm_ce"] < 0.01) or time.monotonic() - start > TIME_BUDGET_S:
                 break
 
     model.eval()
     with torch.no_grad():
         out = model(batch)
-    size = tuple(batch.seg_masks.shape[-2:])
-    logits = model.sam2.upsample_logits(out.mask_logits, size)[:, 0]
-    targets = batch.seg_masks[out.mask_pairs[:, 0], out.mask_pairs[:, 1]]
-    scores = iou(logits, targets)
+    assert out.mask_pairs[:, 1].tolist() == list(range(8))
+    scores = iou(model.sam2.upsample_logits(out.mask_logits, size)[:, 0], targets)
     assert scores.shape == (8,)
     assert float(scores.min()) >= 0.9, (step, scores.tolist())
 
     spatial, temporal = model.processor.encoder_inputs(frames)
-    video_tokens = model.encode_video(spatial[None], temporal[None])
-    generated = model.generate(model.processor.prompt_ids(question, with_tsf=False), video_tokens, max_new_tokens=16)
-    assert "[BOX] [SEG]" in generated.text, generated.text
-    assert generated.seg_hidden.shape == (1, model.width) and generated.box_hidden.shape == (1, model.width)
+    crops = model.processor.tsf_crops(frames, track_boxes(referent))  # TSF from the referent's track
+    with torch.no_grad():
+        video_tokens = model.encode_video(spatial[None], temporal[None])
+        tsf_tokens = model.tsf_tokens(crops[None])
+    prompt = model.processor.prompt_ids(question, with_tsf=True)
+    generated = model.generate(prompt, video_tokens, tsf_tokens, max_new_tokens=16)
+    assert generated.stopped and generated.text == "Sure, [BOX] [SEG].", generated.text
+    assert generated.seg_hidden.shape == generated.box_hidden.shape == (1, model.width)
     assert np.isfinite(generated.seg_hidden.numpy()).all()
+
+    # The inference pieces: prompts from the generated hidden states, then every frame decoded.
+    pixels = torch.from_numpy(sample.sam_frames)
+    with torch.no_grad():
+        key = model.sam2.image_features(pixels[:1])
+        prompts = model.prompts_from_hidden(generated.seg_hidden, generated.box_hidden, key)
+    masks = dict(
+        (t, logits)
+        for t, logits, _ in model.propagate(
+            pixels, 0, box=prompts.boxes, seg_embedding=prompts.seg_embeddings
+        )
+    )
+    inferred = torch.cat([masks[t] for t in range(8)])
+    assert float(iou(model.sam2.upsample_logits(inferred, size)[:, 0], targets).min()) >= 0.9

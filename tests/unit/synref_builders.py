@@ -21,9 +21,18 @@ def moving(x: float, y: float, vx: float, vy: float, frames: int = T) -> np.ndar
     return np.asarray([x, y]) + t * np.asarray([vx, vy])
 
 
-def obj(i: int, centers: np.ndarray, shape: str = "circle", colour: str = "red", size: str = "medium",
-        texture: str = "plain", depth: int | None = None) -> ObjectSpec:
-    return ObjectSpec(i, shape, colour, size, texture, SIZES[size], i if depth is None else depth, centers, "test", "test")
+def obj(
+    i: int,
+    centers: np.ndarray,
+    shape: str = "circle",
+    colour: str = "red",
+    size: str = "medium",
+    texture: str = "plain",
+    depth: int | None = None,
+) -> ObjectSpec:
+    return ObjectSpec(
+        i, shape, colour, size, texture, SIZES[size], i if depth is None else depth, centers, "test", "test"
+    )
 
 
 def scene(*objects: ObjectSpec, walls: tuple[Wall, ...] = (), frames: int = T) -> Scene:

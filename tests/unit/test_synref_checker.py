@@ -43,7 +43,11 @@ def _circle() -> np.ndarray:
         (_steps((5, 0.0, 0.0), (10, 0.0, 2.0)), "wait_move", "down"),
         (_steps((5, 2.0, 0.0), (4, 0.0, 0.0), (6, 2.0, 0.0)), "stop_go", "right"),
         (_steps((15, 0.5, 0.0)), None, None),  # neither clearly still nor clearly moving
-        (_steps((7, 2.0, 0.0), (8, 2.0 * math.cos(0.5), 2.0 * math.sin(0.5))), None, None),  # a 29 degree bend
+        (
+            _steps((7, 2.0, 0.0), (8, 2.0 * math.cos(0.5), 2.0 * math.sin(0.5))),
+            None,
+            None,
+        ),  # a 29 degree bend
     ],
 )
 def test_motion_profile_labels(centers: np.ndarray, label: str | None, direction: str | None) -> None:
@@ -75,12 +79,16 @@ def test_lookalikes_need_motion_to_be_told_apart() -> None:
     assert ck.prove(right).referents == (1,)
     assert "motion_only" in ck.tags(right, ck.prove(right))
     assert ck.prove(Query(Filter(shape="circle"), 2)).proved  # "the two circles"
-    assert "multi_object" in ck.tags(Query(Filter(shape="circle"), 2), ck.prove(Query(Filter(shape="circle"), 2)))
+    assert "multi_object" in ck.tags(
+        Query(Filter(shape="circle"), 2), ck.prove(Query(Filter(shape="circle"), 2))
+    )
 
 
 def test_ambiguous_appearance_expression_is_never_proposed() -> None:
     """Two identical red circles: no appearance-only expression may single one out; motion does."""
-    ck = checker(obj(0, still(30, 40)), obj(1, moving(20, 90, 2.0, 0.0)), obj(2, still(100, 30), "square", "blue"))
+    ck = checker(
+        obj(0, still(30, 40)), obj(1, moving(20, 90, 2.0, 0.0)), obj(2, still(100, 30), "square", "blue")
+    )
     candidates = Proposer(ck, np.random.default_rng(0)).candidates()
     texts = {e.text for e in candidates}
     singles = [e for e in candidates if e.kind == "appearance"]
@@ -111,7 +119,9 @@ def test_relation_truth_needs_the_whole_video() -> None:
 
 def test_anchor_must_be_unique() -> None:
     ck = checker(
-        obj(0, still(64, 40), "square", "blue"), obj(1, still(64, 100), "square", "blue"), obj(2, still(20, 64), "circle")
+        obj(0, still(64, 40), "square", "blue"),
+        obj(1, still(64, 100), "square", "blue"),
+        obj(2, still(20, 64), "circle"),
     )
     proof = ck.prove(Query(Filter(shape="circle"), 1, Relation("left_of", Filter(shape="square"))))
     assert not proof.proved

@@ -18,7 +18,18 @@ from sparrow.data.synref.language import (
     questions,
     write,
 )
-from sparrow.data.synref.query import DIRECTIONS, EVENTS, MOTIONS, RELATIONS, SPANS, Event, Filter, Motion, Query, Relation
+from sparrow.data.synref.query import (
+    DIRECTIONS,
+    EVENTS,
+    MOTIONS,
+    RELATIONS,
+    SPANS,
+    Event,
+    Filter,
+    Motion,
+    Query,
+    Relation,
+)
 from sparrow.data.synref.world import COLOURS, SHAPES, SIZES, TEXTURES
 from sparrow.errors import DataFormatError
 
@@ -33,13 +44,18 @@ motions = st.sampled_from(MOTIONS).flatmap(
     lambda kind: st.builds(
         Motion,
         st.just(kind),
-        st.sampled_from(DIRECTIONS) if kind == "linear" else (st.none() | st.sampled_from(DIRECTIONS))
+        st.sampled_from(DIRECTIONS)
+        if kind == "linear"
+        else (st.none() | st.sampled_from(DIRECTIONS))
         if kind in ("move_stop", "wait_move")
         else st.none(),
     )
 )
-predicates = st.none() | motions | st.builds(Event, st.sampled_from(EVENTS)) | st.builds(
-    Relation, st.sampled_from(RELATIONS), filters
+predicates = (
+    st.none()
+    | motions
+    | st.builds(Event, st.sampled_from(EVENTS))
+    | st.builds(Relation, st.sampled_from(RELATIONS), filters)
 )
 
 
@@ -66,12 +82,20 @@ def test_written_examples() -> None:
         write(Query(Filter(shape="circle"), 1, Relation("left_of", Filter(colour="blue", shape="square"))), 0)
         == "the circle to the left of the blue square"
     )
-    assert write(Query(Filter(shape="square"), 1, Motion("move_stop", "up")), 0) == "the square that moves up and then stops"
-    assert write(Query(Filter(shape="star"), 1, Event("behind_wall")), 1) == "the star that goes behind the wall"
+    assert (
+        write(Query(Filter(shape="square"), 1, Motion("move_stop", "up")), 0)
+        == "the square that moves up and then stops"
+    )
+    assert (
+        write(Query(Filter(shape="star"), 1, Event("behind_wall")), 1) == "the star that goes behind the wall"
+    )
     assert write(Query(Filter(), 1, Event("appears_last")), 0) == "the object that appears last"
     assert write(Query(Filter(colour="red"), 2), 0) == "the two red objects"
     assert write(Query(Filter(shape="circle"), 1, None, "moving"), 0) == "the circle while it is moving"
-    assert write(Query(Filter(size="medium"), 3, Motion("still")), 0) == "the three medium-sized objects that stay still"
+    assert (
+        write(Query(Filter(size="medium"), 3, Motion("still")), 0)
+        == "the three medium-sized objects that stay still"
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,9 +116,13 @@ def test_parse_rejects_text_outside_the_grammar(text: str) -> None:
 
 
 def test_interrogative_forms() -> None:
-    assert interrogative(Query(Filter(shape="circle"), 1, Motion("circle")), 0) == "Which circle moves in a circle?"
     assert (
-        interrogative(Query(Filter(), 1, Relation("above", Filter(colour="red"))), 0) == "Which object is above the red object?"
+        interrogative(Query(Filter(shape="circle"), 1, Motion("circle")), 0)
+        == "Which circle moves in a circle?"
+    )
+    assert (
+        interrogative(Query(Filter(), 1, Relation("above", Filter(colour="red"))), 0)
+        == "Which object is above the red object?"
     )
     assert interrogative(Query(Filter(shape="circle")), 0) is None
     assert interrogative(Query(Filter(shape="circle"), 2, Motion("still")), 0) is None
@@ -134,7 +162,10 @@ def test_questions_templates() -> None:
     assert [q["task"] for q in qa] == ["segment", "box", "tube"]
     assert all(single.text in q["question"] for q in qa)
     assert qa[0]["answer"] == "Sure, [SEG]." and qa[1]["answer"] == "Sure, [BOX]."
-    assert qa[2]["answer"] == "It is visible from frame 2 to frame 8: [BOX] [SEG]." and qa[2]["tube"] == [2, 9]
+    assert qa[2]["answer"] == "It is visible from frame 2 to frame 8: [BOX] [SEG]." and qa[2]["tube"] == [
+        2,
+        9,
+    ]
     assert [q["task"] for q in questions(multi, None, np.random.default_rng(0))] == ["segment"]
 
 

@@ -13,7 +13,9 @@ from sparrow.data.synref.render import TEMPLATES, WALL_LABEL, _coverage, render
 from sparrow.data.synref.world import Scene, Wall
 
 
-def _request(difficulty: str = "hard", frames: int = 16, size: tuple[int, int] = (128, 128), seed: int = 0) -> GenerationRequest:
+def _request(
+    difficulty: str = "hard", frames: int = 16, size: tuple[int, int] = (128, 128), seed: int = 0
+) -> GenerationRequest:
     return GenerationRequest("train", 10, frames, size, seed, difficulty, preset(difficulty))
 
 
@@ -27,7 +29,9 @@ def test_same_request_same_video() -> None:
     assert c.video_id != a.video_id and c.rendering.frames.tobytes() != a.rendering.frames.tobytes()
 
 
-@pytest.mark.parametrize(("frames", "size"), [(2, (32, 32)), (5, (48, 80)), (16, (128, 128)), (9, (200, 120))])
+@pytest.mark.parametrize(
+    ("frames", "size"), [(2, (32, 32)), (5, (48, 80)), (16, (128, 128)), (9, (200, 120))]
+)
 def test_any_size_and_length(frames: int, size: tuple[int, int]) -> None:
     sample = generate_video(_request(frames=frames, size=size), 0)
     assert sample.rendering.frames.shape == (frames, *size, 3) and sample.rendering.frames.dtype == np.uint8
@@ -47,7 +51,11 @@ def test_pixel_bookkeeping_on_random_scenes() -> None:
         sample = generate_video(_request(), index)
         r, sc = sample.rendering, sample.scene
         vis = r.visible_px()
-        assert (vis <= r.amodal_px).all() and (r.amodal_px <= r.full_px).all() and (r.wall_px <= r.amodal_px).all()
+        assert (
+            (vis <= r.amodal_px).all()
+            and (r.amodal_px <= r.full_px).all()
+            and (r.wall_px <= r.amodal_px).all()
+        )
         masks = r.visible_masks()
         assert (masks.sum(axis=0) <= 1).all()
         walls = r.labels == WALL_LABEL
@@ -67,14 +75,22 @@ def test_wall_hides_and_depth_orders() -> None:
     back = obj(2, still(40, 90, 2), "circle", "green", depth=1)
     r = render(scene(behind, front, back, walls=(wall,), frames=2))
     vis = r.visible_px()
-    assert vis[0].tolist() == [0, 0] and r.wall_px[0].tolist() == r.amodal_px[0].tolist() and r.amodal_px[0, 0] > 0
+    assert (
+        vis[0].tolist() == [0, 0]
+        and r.wall_px[0].tolist() == r.amodal_px[0].tolist()
+        and r.amodal_px[0, 0] > 0
+    )
     assert 0 < vis[2, 0] < r.full_px[2, 0]  # the green circle is partly under the blue square
     assert vis[1, 0] == r.full_px[1, 0]
 
 
 def test_camera_pan_moves_the_view_not_the_world() -> None:
     frames = 6
-    sc = scene(obj(0, still(60, 60, frames)), obj(1, moving(30, 30, 2.0, 0.0, frames), "square", "blue"), frames=frames)
+    sc = scene(
+        obj(0, still(60, 60, frames)),
+        obj(1, moving(30, 30, 2.0, 0.0, frames), "square", "blue"),
+        frames=frames,
+    )
     cam = np.stack([np.arange(frames) * 3, np.zeros(frames)], axis=1).astype(np.int64)
     panned = Scene(sc.height, sc.width, frames, sc.objects, (), cam, (sc.height, sc.width + 15), 7, 0)
     r = render(panned)

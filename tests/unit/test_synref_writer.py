@@ -70,19 +70,27 @@ def test_mevis_layout(split: Path) -> None:
     assert len(meta) == N
     seen_annos: set[int] = set()
     for vid, video in meta.items():
-        assert video["frames"] == [f"{t:05d}" for t in range(T)] and (video["height"], video["width"]) == (H, W)
+        assert video["frames"] == [f"{t:05d}" for t in range(T)] and (video["height"], video["width"]) == (
+            H,
+            W,
+        )
         for name in video["frames"]:
             with Image.open(split / "JPEGImages" / vid / f"{name}.jpg") as im:
                 assert im.format == "JPEG" and im.size == (W, H) and im.mode == "RGB"
         annos = {int(k): v for k, v in video["objects"].items()}
         assert not seen_annos & set(annos.values())
         seen_annos |= set(annos.values())
-        stack = np.stack([decode_masks(masks, a, (H, W)) for a in annos.values()])  # every object, referred or not
+        stack = np.stack(
+            [decode_masks(masks, a, (H, W)) for a in annos.values()]
+        )  # every object, referred or not
         assert stack.shape == (len(annos), T, H, W)
         assert (stack.sum(axis=0) <= 1).all()  # visible masks never overlap
         for a in annos.values():
             assert len(masks[str(a)]) == T
-            assert all((r is None) == (not m.any()) for r, m in zip(masks[str(a)], decode_masks(masks, a, (H, W)), strict=True))
+            assert all(
+                (r is None) == (not m.any())
+                for r, m in zip(masks[str(a)], decode_masks(masks, a, (H, W)), strict=True)
+            )
         for exp in video["expressions"].values():
             assert set(exp) == {"exp", "obj_id", "anno_id", "tags", "span", "kind"}
             assert exp["anno_id"] == [annos[k] for k in exp["obj_id"]]
@@ -99,7 +107,7 @@ def test_vidstg_layout(split: Path) -> None:
     assert [v["video_id"] for v in data["videos"]] == list(range(len(data["videos"])))
     assert {v["qtype"] for v in data["videos"]} == {"declarative", "interrogative"}
     for v in data["videos"]:
-        assert SPLIT_KEYS <= set(v)
+        assert set(v) >= SPLIT_KEYS
         assert (v["start_frame"], v["end_frame"], v["height"], v["width"]) == (0, T, H, W)
         assert 0 <= v["tube_start_frame"] < v["tube_end_frame"] <= T
         track = data["trajectories"][v["original_video_id"]][str(v["target_id"])]
@@ -124,12 +132,18 @@ def test_gcg_layout(split: Path) -> None:
         assert {"gt_text", "gt_text_cleaned", "gt_phrases", "video", "frames"} <= set(res)
         assert res["gt_text_cleaned"] == clean_caption(res["gt_text"])
         assert res["gt_text"].count("[SEG]") == len(res["gt_phrases"])
-        assert sorted(p.name for p in sample.glob("gt_masks_*")) == [f"gt_masks_{k}" for k in range(len(res["gt_phrases"]))]
+        assert sorted(p.name for p in sample.glob("gt_masks_*")) == [
+            f"gt_masks_{k}" for k in range(len(res["gt_phrases"]))
+        ]
         video = meta[res["video"]]
         for k, group in enumerate(res["gt_obj_ids"]):
-            union = np.stack([decode_masks(masks, video["objects"][str(o)], (H, W)) for o in group]).any(axis=0)
+            union = np.stack([decode_masks(masks, video["objects"][str(o)], (H, W)) for o in group]).any(
+                axis=0
+            )
             for t in range(T):
-                png = np.asarray(Image.open(sample / f"gt_masks_{k}" / f"mask_{t}.png"))
+                with Image.open(sample / f"gt_masks_{k}" / f"mask_{t}.png") as im:
+                    assert im.mode == "L"  # as sparrow.io.write_binary_png writes them
+                    png = np.asarray(im)
                 assert png.dtype == np.uint8 and png.shape == (H, W) and set(np.unique(png)) <= {0, 255}
                 assert np.array_equal(png == 255, union[t])
 
@@ -137,9 +151,17 @@ def test_gcg_layout(split: Path) -> None:
 def test_manifest_qa_and_objects(split: Path) -> None:
     manifest = _load(split / "synref.json")
     assert manifest["generator"].startswith("synref-") and manifest["knobs"] == preset("hard").to_dict()
-    assert (manifest["split"], manifest["videos"], manifest["frames"], manifest["size"]) == ("val", N, T, [H, W])
+    assert (manifest["split"], manifest["videos"], manifest["frames"], manifest["size"]) == (
+        "val",
+        N,
+        T,
+        [H, W],
+    )
     stats = split_stats(split)
-    assert manifest["counts"]["expressions"] == stats.expressions and manifest["counts"]["objects"] == stats.objects
+    assert (
+        manifest["counts"]["expressions"] == stats.expressions
+        and manifest["counts"]["objects"] == stats.objects
+    )
     qa = _load(split / "qa.json")["videos"]
     meta = _load(split / "meta_expressions.json")["videos"]
     assert qa.keys() == meta.keys()
@@ -164,7 +186,9 @@ def test_every_expression_reproves_from_the_files(split: Path) -> None:
         annos = [video["objects"][str(k)] for k in range(len(video["objects"]))]
         visible_px = np.stack([decode_masks(masks, a, (H, W)).sum(axis=(1, 2)) for a in annos])
         entry = objects[vid]
-        assert visible_px.tolist() == [entry["objects"][str(k)]["pixels"]["visible"] for k in range(len(annos))]
+        assert visible_px.tolist() == [
+            entry["objects"][str(k)]["pixels"]["visible"] for k in range(len(annos))
+        ]
         ck = Checker(observation(entry, visible_px, H, W))
         for exp in video["expressions"].values():
             query = parse(exp["exp"])
@@ -174,7 +198,11 @@ def test_every_expression_reproves_from_the_files(split: Path) -> None:
             assert (list(proof.span) if proof.span else None) == exp["span"]
             assert ck.tags(query, proof) == exp["tags"]
             if query.predicate is None and query.span is None:  # appearance alone: count what is seen
-                fits = [k for k in range(len(annos)) if query.target.matches(entry["objects"][str(k)]) and visible_px[k].any()]
+                fits = [
+                    k
+                    for k in range(len(annos))
+                    if query.target.matches(entry["objects"][str(k)]) and visible_px[k].any()
+                ]
                 assert fits == exp["obj_id"]
             checked += 1
     assert checked >= 3 * N
@@ -200,8 +228,15 @@ def test_a_crash_leaves_no_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_knob_overrides_and_errors() -> None:
-    knobs = preset("standard").with_overrides(["objects=2,3", "p_hide=0.5", "motions=still,linear", "jpeg_quality=80"])
-    assert (knobs.objects, knobs.p_hide, knobs.motions, knobs.jpeg_quality) == ((2, 3), 0.5, ("still", "linear"), 80)
+    knobs = preset("standard").with_overrides(
+        ["objects=2,3", "p_hide=0.5", "motions=still,linear", "jpeg_quality=80"]
+    )
+    assert (knobs.objects, knobs.p_hide, knobs.motions, knobs.jpeg_quality) == (
+        (2, 3),
+        0.5,
+        ("still", "linear"),
+        80,
+    )
     for bad in (["nope=1"], ["p_hide=2"], ["objects=3,1"], ["motions=fly"], ["speed=fast"], ["objects"]):
         with pytest.raises(ConfigError):
             preset("standard").with_overrides(bad)
@@ -215,8 +250,26 @@ def test_cli_synref_stats_show(tmp_path: Path) -> None:
     out = tmp_path / "train"
     result = runner.invoke(
         app,
-        ["data", "synref", "--out", str(out), "--split", "train", "--videos", "3", "--frames", "6", "--size", "64x80",
-         "--seed", "1", "--knob", "objects=3,4", "--json", str(tmp_path / "gen.json")],
+        [
+            "data",
+            "synref",
+            "--out",
+            str(out),
+            "--split",
+            "train",
+            "--videos",
+            "3",
+            "--frames",
+            "6",
+            "--size",
+            "64x80",
+            "--seed",
+            "1",
+            "--knob",
+            "objects=3,4",
+            "--json",
+            str(tmp_path / "gen.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["data", "stats", str(out), "--json", str(tmp_path / "stats.json")])
@@ -225,7 +278,9 @@ def test_cli_synref_stats_show(tmp_path: Path) -> None:
     assert stats["videos"] == 3 and stats["expressions"] > 0
     assert set(stats["tags"]) == set(TAGS) and all(0.0 <= f <= 1.0 for f in stats["tags"].values())
     assert stats == _load(tmp_path / "gen.json")
-    result = runner.invoke(app, ["data", "show", str(out), "--video", "1", "--out", str(tmp_path / "sheet.png")])
+    result = runner.invoke(
+        app, ["data", "show", str(out), "--video", "1", "--out", str(tmp_path / "sheet.png")]
+    )
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "sheet.png") as im:
         assert im.size[0] > 4 * 80

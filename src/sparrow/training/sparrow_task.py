@@ -104,7 +104,11 @@ class SparrowTask:
     def _sources(self, specs: Sequence[DatasetSpec], model: nn.Module) -> list[ConversationSource]:
         processor = model.processor
         self._pad_id = processor.tokenizer.ids.pad
-        return [ConversationSource(spec.name, *self._dataset(spec), processor=processor) for spec in specs]
+        sources = []
+        for spec in specs:
+            conversations, objects = self._dataset(spec)
+            sources.append(ConversationSource(spec.name, conversations, processor, objects))
+        return sources
 
     def train_sources(self, model: nn.Module) -> list[ConversationSource]:
         return self._sources(self.recipe.data.train, model)

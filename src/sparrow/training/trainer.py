@@ -279,6 +279,7 @@ class Trainer:
         self.barrier()  # every rank has looked before rank 0 creates it
         if missing:
             if self.is_main:
+                seed_everything(self.recipe.seed)  # the fresh weights depend on the recipe's seed only
                 fresh = self.task.build_model()
                 with durable_dir(init) as tmp:
                     fresh.save_pretrained(tmp)

@@ -88,12 +88,16 @@ class Observation:
             scale=scene.scale,
             attributes=tuple(o.attributes for o in scene.objects),
             radius=np.asarray([o.radius for o in scene.objects], dtype=np.float64),
-            visible_px=rendering.visible_px() if visible_px is None else np.asarray(visible_px, dtype=np.int64),
+            visible_px=rendering.visible_px()
+            if visible_px is None
+            else np.asarray(visible_px, dtype=np.int64),
             full_px=rendering.full_px,
             amodal_px=rendering.amodal_px,
             wall_px=rendering.wall_px,
             amodal_box=rendering.amodal_box,
-            centers=np.stack([o.centers for o in scene.objects]) if scene.objects else np.zeros((0, scene.frames, 2)),
+            centers=np.stack([o.centers for o in scene.objects])
+            if scene.objects
+            else np.zeros((0, scene.frames, 2)),
             walls=len(scene.walls),
         )
 
@@ -168,9 +172,12 @@ def motion_profile(centers: np.ndarray, visible: np.ndarray, scale: float) -> Mo
     gaps = np.diff(frames).astype(np.float64)
     velocity = np.diff(centers[frames], axis=0) / gaps[:, None]
     speed = np.hypot(velocity[:, 0], velocity[:, 1])
-    states = "".join("S" if v <= STILL_SPEED * scale else "M" if v >= MOVE_SPEED * scale else "?" for v in speed)
+    states = "".join(
+        "S" if v <= STILL_SPEED * scale else "M" if v >= MOVE_SPEED * scale else "?" for v in speed
+    )
     headings = tuple(
-        math.degrees(math.atan2(vy, vx)) if s == "M" else math.nan for (vx, vy), s in zip(velocity, states, strict=True)
+        math.degrees(math.atan2(vy, vx)) if s == "M" else math.nan
+        for (vx, vy), s in zip(velocity, states, strict=True)
     )
     if len(states) < 3 or "?" in states:
         return MotionProfile(None, None, states, headings)
@@ -263,13 +270,20 @@ class Checker:
         self.last = [self.T - 1 - int(np.argmax(v[::-1])) if v.any() else -1 for v in self.visible]
         seen = self.vis_frac >= SEEN_FRACTION
         self.clearly_seen = [int(np.argmax(v)) if v.any() else self.T for v in seen]
-        self.profiles = [motion_profile(obs.centers[k], self.visible[k], obs.scale) for k in range(obs.num_objects)]
+        self.profiles = [
+            motion_profile(obs.centers[k], self.visible[k], obs.scale) for k in range(obs.num_objects)
+        ]
         self.presence = [
-            _truth(int((self.vis_frac[k] >= PRESENT_FRACTION).sum()) >= MIN_SEEN_FRAMES, not self.visible[k].any())
+            _truth(
+                int((self.vis_frac[k] >= PRESENT_FRACTION).sum()) >= MIN_SEEN_FRAMES,
+                not self.visible[k].any(),
+            )
             for k in range(obs.num_objects)
         ]
         looks = [tuple(sorted(a.items())) for a in obs.attributes]
-        self.lookalikes = [[j for j in range(len(looks)) if j != k and looks[j] == looks[k]] for k in range(len(looks))]
+        self.lookalikes = [
+            [j for j in range(len(looks)) if j != k and looks[j] == looks[k]] for k in range(len(looks))
+        ]
         self._cache: dict[object, list[Truth]] = {}
         self._matches: dict[Filter, list[int]] = {}
 
@@ -323,9 +337,12 @@ class Checker:
             far_dir = (
                 m.direction is not None
                 and prof.direction is not None
-                and abs(_turn(45.0 * DIRECTIONS.index(prof.direction), 45.0 * DIRECTIONS.index(m.direction))) > 67.5
+                and abs(_turn(45.0 * DIRECTIONS.index(prof.direction), 45.0 * DIRECTIONS.index(m.direction)))
+                > 67.5
             )
-            return _truth(label == kind and same_dir, clean and (needed not in pattern or (label == kind and far_dir)))
+            return _truth(
+                label == kind and same_dir, clean and (needed not in pattern or (label == kind and far_dir))
+            )
         false_for = {
             "circle": _TRACK_LABELS - {"circle"},
             "bounce": _TRACK_LABELS - {"bounce"},
@@ -379,7 +396,9 @@ class Checker:
         """Objects whose appearance fits ``target`` and that may be present (presence not FALSE)."""
         if target not in self._matches:
             self._matches[target] = [
-                k for k, a in enumerate(self.obs.attributes) if target.matches(a) and self.presence[k] is not Truth.FALSE
+                k
+                for k, a in enumerate(self.obs.attributes)
+                if target.matches(a) and self.presence[k] is not Truth.FALSE
             ]
         return self._matches[target]
 
@@ -410,10 +429,7 @@ class Checker:
             if key not in self._cache:
                 self._cache[key] = [self.event_truth(pred, k, ()) for k in range(K)]
             per = self._cache[key]
-        out = [
-            Truth(min(self.presence[k], per[k])) if k in candidates else Truth.FALSE
-            for k in range(K)
-        ]
+        out = [Truth(min(self.presence[k], per[k])) if k in candidates else Truth.FALSE for k in range(K)]
         return out, anchor_proof
 
     def prove(self, query: Query) -> Proof:
@@ -436,7 +452,9 @@ class Checker:
             c = self.obs.centers[k]
             speed = np.hypot(*np.diff(c, axis=0).T)
             s = self.obs.scale
-            states = "".join("S" if v <= STILL_SPEED * s else "M" if v >= MOVE_SPEED * s else "?" for v in speed)
+            states = "".join(
+                "S" if v <= STILL_SPEED * s else "M" if v >= MOVE_SPEED * s else "?" for v in speed
+            )
             letter = "M" if kind == "moving" else "S"
             runs = [(a, b) for ch, a, b in _runs(states) if ch == letter]
             if "?" in states or len(runs) != 1 or runs[0] == (0, len(states)) or runs[0][1] - runs[0][0] < 2:
@@ -455,7 +473,9 @@ class Checker:
                 return None
             return f, f + int(unseen[0])
         if kind == "after_return":  # from its only reappearance to its last sight
-            gaps = [(a, b) for ch, a, b in _runs("".join("v" if v else "." for v in vis[f : l_ + 1])) if ch == "."]
+            gaps = [
+                (a, b) for ch, a, b in _runs("".join("v" if v else "." for v in vis[f : l_ + 1])) if ch == "."
+            ]
             if len(gaps) != 1 or l_ + 1 - (f + gaps[0][1]) < 2:
                 return None
             return f + gaps[0][1], l_ + 1

@@ -48,7 +48,12 @@ _EVENT_TEXT = {  # {w} is "the wall" (one wall in the video) or "a wall"
     "appears_late": ("appears later", "appear later"),
     "appears_last": ("appears last", "appear last"),
 }
-_RELATION_TEXT = {"left_of": "to the left of", "right_of": "to the right of", "above": "above", "below": "below"}
+_RELATION_TEXT = {
+    "left_of": "to the left of",
+    "right_of": "to the right of",
+    "above": "above",
+    "below": "below",
+}
 _SPAN_TEXT = {
     "moving": "while it is moving",
     "still": "while it is standing still",
@@ -82,7 +87,7 @@ def _wall_word(walls: int) -> str:
 
 
 def noun_phrase(target: Filter, count: int = 1) -> str:
-    """"the [count] [size] [texture] [colour] noun" (plural when ``count > 1``)."""
+    """ "the [count] [size] [texture] [colour] noun" (plural when ``count > 1``)."""
     words = ["the"]
     if count > 1:
         words.append(COUNT_WORDS[count])
@@ -166,7 +171,9 @@ def _parse_noun(text: str) -> tuple[Filter, int, str]:
         raise DataFormatError(f"count and plural disagree in {text!r}")
     size = next((s for s, w in SIZE_WORDS.items() if w == m["size"]), None)
     noun = m["noun"]
-    target = Filter(size=size, texture=m["texture"], colour=m["colour"], shape=None if noun == "object" else noun)
+    target = Filter(
+        size=size, texture=m["texture"], colour=m["colour"], shape=None if noun == "object" else noun
+    )
     return target, count, text[m.end() :]
 
 
@@ -241,7 +248,11 @@ class Proposer:
         could hold for (``truth`` not FALSE); empty if a look-alike makes it impossible."""
         if truth[k] is not Truth.TRUE:
             return []
-        rivals = [j for j, t in enumerate(truth) if j != k and t is not Truth.FALSE and self.ck.presence[j] is not Truth.FALSE]
+        rivals = [
+            j
+            for j, t in enumerate(truth)
+            if j != k and t is not Truth.FALSE and self.ck.presence[j] is not Truth.FALSE
+        ]
         best: list[Filter] = []
         for names in _SUBSETS:
             if best and len(names) > best[0].specificity:
@@ -250,7 +261,9 @@ class Proposer:
                 best.append(_filter_of(self.attrs[k], names))
         return best
 
-    def _propose(self, k: int, predicate: Motion | Event | Relation | None, span: str | None = None) -> Expression | None:
+    def _propose(
+        self, k: int, predicate: Motion | Event | Relation | None, span: str | None = None
+    ) -> Expression | None:
         if isinstance(predicate, Event) and predicate.kind == "appears_last":
             if self.ck.first[k] < 1:
                 return None
@@ -359,7 +372,10 @@ class Proposer:
         per_kind: dict[str, int] = {}
         while pool and len(chosen) < n:
             weights = np.asarray(
-                [(1.0 + hard_bias * sum(t in HARD_TAGS for t in e.tags)) / (1.0 + per_kind.get(e.kind, 0)) for e in pool]
+                [
+                    (1.0 + hard_bias * sum(t in HARD_TAGS for t in e.tags)) / (1.0 + per_kind.get(e.kind, 0))
+                    for e in pool
+                ]
             )
             pick = pool[int(self.rng.choice(len(pool), p=weights / weights.sum()))]
             chosen.append(pick)
@@ -426,7 +442,11 @@ def caption(proposer: Proposer, max_phrases: int = 3) -> Caption:
             prof = ck.profiles[k]
             parts = []
             if prof.label is not None and (prof.label != "linear" or prof.direction):
-                parts.append(clause(Motion(prof.label, prof.direction if prof.label in _DIRECTED else None), False, walls))
+                parts.append(
+                    clause(
+                        Motion(prof.label, prof.direction if prof.label in _DIRECTED else None), False, walls
+                    )
+                )
             for kind in ("enters", "emerges", "behind_wall", "leaves_returns", "leaves"):
                 if ck.event_truth(Event(kind), k, ()) is Truth.TRUE:
                     parts.append(clause(Event(kind), False, walls))
@@ -445,17 +465,34 @@ def caption(proposer: Proposer, max_phrases: int = 3) -> Caption:
     return Caption(" ".join([scene, *sentences]), tuple(phrases), tuple(members))
 
 
-def questions(expr: Expression, tube: tuple[int, int] | None, rng: np.random.Generator) -> list[dict[str, object]]:
+def questions(
+    expr: Expression, tube: tuple[int, int] | None, rng: np.random.Generator
+) -> list[dict[str, object]]:
     """Templated QA pairs for one expression: referring segmentation always; box grounding and
     spatio-temporal grounding (with the tube's frames, ``[start, end)``) for one referent."""
     out: list[dict[str, object]] = [
-        {"task": "segment", "question": str(rng.choice(SEGMENT_QUESTIONS)).format(exp=expr.text), "answer": "Sure, [SEG]."}
+        {
+            "task": "segment",
+            "question": str(rng.choice(SEGMENT_QUESTIONS)).format(exp=expr.text),
+            "answer": "Sure, [SEG].",
+        }
     ]
     if len(expr.referents) == 1:
-        out.append({"task": "box", "question": str(rng.choice(BOX_QUESTIONS)).format(exp=expr.text), "answer": "Sure, [BOX]."})
+        out.append(
+            {
+                "task": "box",
+                "question": str(rng.choice(BOX_QUESTIONS)).format(exp=expr.text),
+                "answer": "Sure, [BOX].",
+            }
+        )
         if tube is not None:
             answer = f"It is visible from frame {tube[0]} to frame {tube[1] - 1}: [BOX] [SEG]."
             out.append(
-                {"task": "tube", "question": str(rng.choice(TUBE_QUESTIONS)).format(exp=expr.text), "answer": answer, "tube": list(tube)}
+                {
+                    "task": "tube",
+                    "question": str(rng.choice(TUBE_QUESTIONS)).format(exp=expr.text),
+                    "answer": answer,
+                    "tube": list(tube),
+                }
             )
     return out

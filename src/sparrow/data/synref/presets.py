@@ -71,7 +71,8 @@ class Knobs:
                 unknown = sorted(set(value) - set(MOTIONS))
                 if not value or unknown:
                     raise ConfigError(
-                        f"knob motions: unknown or empty {unknown or list(value)}", fix=f"choose from {', '.join(MOTIONS)}"
+                        f"knob motions: unknown or empty {unknown or list(value)}",
+                        fix=f"choose from {', '.join(MOTIONS)}",
                     )
             elif isinstance(value, tuple):
                 if len(value) != 2 or value[0] > value[1] or value[0] < 0:
@@ -79,7 +80,9 @@ class Knobs:
             elif f.name.startswith("p_") and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"knob {f.name}: probability {value} outside [0, 1]")
         if self.objects[0] < 1:
-            raise ConfigError("knob objects: a video needs at least one object", fix="use objects=1,<n> or more")
+            raise ConfigError(
+                "knob objects: a video needs at least one object", fix="use objects=1,<n> or more"
+            )
         if self.lookalike_members[0] < 2 and self.lookalike_groups[1] > 0:
             raise ConfigError("knob lookalike_members: a look-alike group has at least 2 members")
         if not 1 <= self.jpeg_quality <= 100:
@@ -103,7 +106,9 @@ class Knobs:
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or key not in kinds:
-                raise ConfigError(f"bad knob {item!r}", fix=f"use KEY=VALUE with KEY one of {', '.join(kinds)}")
+                raise ConfigError(
+                    f"bad knob {item!r}", fix=f"use KEY=VALUE with KEY one of {', '.join(kinds)}"
+                )
             current = kinds[key]
             try:
                 if key == "motions":
@@ -119,7 +124,9 @@ class Knobs:
                 else:
                     value = float(raw)
             except ValueError as err:
-                raise ConfigError(f"bad knob value {item!r} ({err})", fix="ranges are low,high numbers") from err
+                raise ConfigError(
+                    f"bad knob value {item!r} ({err})", fix="ranges are low,high numbers"
+                ) from err
             changes[key] = value
         return dataclasses.replace(self, **changes)
 
@@ -129,7 +136,7 @@ STANDARD = Knobs()
 
 HARD = Knobs(
     objects=(4, 7),
-    lookalike_groups=(1, 2),
+    lookalike_groups=(2, 2),
     lookalike_members=(2, 3),
     walls_extra=(0, 1),
     p_hide=0.35,
@@ -159,4 +166,6 @@ def preset(name: str) -> Knobs:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown SynRef difficulty {name!r}", fix=f"use one of {', '.join(PRESETS)}") from None
+        raise ConfigError(
+            f"unknown SynRef difficulty {name!r}", fix=f"use one of {', '.join(PRESETS)}"
+        ) from None

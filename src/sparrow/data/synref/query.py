@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 from .world import ATTRIBUTES
 
-MOTIONS = ("still", "moving", "linear", "move_stop", "wait_move", "stop_go", "circle", "bounce", "turn", "zigzag")
+MOTIONS = (
+    "still",
+    "moving",
+    "linear",
+    "move_stop",
+    "wait_move",
+    "stop_go",
+    "circle",
+    "bounce",
+    "turn",
+    "zigzag",
+)
 EVENTS = ("behind_wall", "emerges", "leaves_returns", "leaves", "enters", "appears_late", "appears_last")
 RELATIONS = ("left_of", "right_of", "above", "below")
 SPANS = ("moving", "still", "before_gone", "after_return")
@@ -109,17 +120,3 @@ class Query:
         if isinstance(self.predicate, Event):
             return "event"
         return "appearance"
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form (the language module's parser recovers the same query from the text)."""
-        out: dict[str, object] = {"target": {a: v for a, v in self.target.items() if v is not None}, "count": self.count}
-        if isinstance(self.predicate, Relation):
-            anchor = {a: v for a, v in self.predicate.anchor.items() if v is not None}
-            out["predicate"] = {"type": "relation", "kind": self.predicate.kind, "anchor": anchor}
-        elif isinstance(self.predicate, Motion):
-            out["predicate"] = {"type": "motion", "kind": self.predicate.kind, "direction": self.predicate.direction}
-        elif isinstance(self.predicate, Event):
-            out["predicate"] = {"type": "event", "kind": self.predicate.kind}
-        if self.span is not None:
-            out["span"] = self.span
-        return out

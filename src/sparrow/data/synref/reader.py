@@ -25,11 +25,15 @@ def read_json(path: Path, what: str) -> Any:
         DataFormatError: missing or not JSON.
     """
     if not path.is_file():
-        raise DataFormatError(f"{what} not found", path=path, fix="point at a split folder written by `sparrow data synref`")
+        raise DataFormatError(
+            f"{what} not found", path=path, fix="point at a split folder written by `sparrow data synref`"
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"{what} is not valid JSON ({err})", path=path, fix="regenerate the split") from err
+        raise DataFormatError(
+            f"{what} is not valid JSON ({err})", path=path, fix="regenerate the split"
+        ) from err
 
 
 def video_entry(data: Any, video: str, path: Path) -> dict[str, Any]:
@@ -40,7 +44,9 @@ def video_entry(data: Any, video: str, path: Path) -> dict[str, Any]:
     if video not in videos and video.isdigit() and int(video) < len(videos):
         video = sorted(videos)[int(video)]
     if video not in videos:
-        raise DataFormatError(f"no video {video!r}", path=path, fix="use a name listed in meta_expressions.json or an index")
+        raise DataFormatError(
+            f"no video {video!r}", path=path, fix="use a name listed in meta_expressions.json or an index"
+        )
     return videos[video]
 
 

@@ -30,14 +30,20 @@ WALL_LABEL = 255
 
 def _regular(n: int, radius: float, phase_deg: float) -> list[tuple[float, float]]:
     return [
-        (radius * math.cos(math.radians(phase_deg + 360.0 * i / n)), radius * math.sin(math.radians(phase_deg + 360.0 * i / n)))
+        (
+            radius * math.cos(math.radians(phase_deg + 360.0 * i / n)),
+            radius * math.sin(math.radians(phase_deg + 360.0 * i / n)),
+        )
         for i in range(n)
     ]
 
 
 def _star(points: int, outer: float, inner: float) -> list[tuple[float, float]]:
     return [
-        (r * math.cos(math.radians(-90.0 + 180.0 * i / points)), r * math.sin(math.radians(-90.0 + 180.0 * i / points)))
+        (
+            r * math.cos(math.radians(-90.0 + 180.0 * i / points)),
+            r * math.sin(math.radians(-90.0 + 180.0 * i / points)),
+        )
         for i, r in enumerate([outer, inner] * points)
     ]
 
@@ -56,7 +62,9 @@ TEMPLATES: dict[str, np.ndarray] = {
 }
 """Unit shapes (radius 1, centred, y down): polygon vertices scaled by the object's radius."""
 _EXTENT = 1.2  # every template lies within [-1.2, 1.2]^2
-_ROTATIONS = tuple((round(math.cos(k * math.pi / 8), 9), round(math.sin(k * math.pi / 8), 9)) for k in range(8))
+_ROTATIONS = tuple(
+    (round(math.cos(k * math.pi / 8), 9), round(math.sin(k * math.pi / 8), 9)) for k in range(8)
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +108,9 @@ def _background(scene: Scene) -> np.ndarray:
     base = [grey + int(rng.integers(-14, 15)) for _ in range(3)]
     coarse = rng.integers(0, 256, size=(hh // 12 + 2, ww // 12 + 2), dtype=np.uint8)
     blotch = cv2.resize(coarse, (ww, hh), interpolation=cv2.INTER_LINEAR).astype(np.int16)
-    shade = (blotch - 128) * int(rng.integers(10, 24)) // 128 + rng.integers(-5, 6, size=(hh, ww), dtype=np.int16)
+    shade = (blotch - 128) * int(rng.integers(10, 24)) // 128 + rng.integers(
+        -5, 6, size=(hh, ww), dtype=np.int16
+    )
     period = int(rng.integers(6, 13))
     yy, xx = np.mgrid[0:hh, 0:ww]
     pattern = int(rng.integers(3))
@@ -119,14 +129,21 @@ def _background(scene: Scene) -> np.ndarray:
         p1 = (int(p0[0] + sign * dx * length), int(p0[1] + sign * dy * length))
         offset = int(rng.integers(-30, 31))
         thickness = int(rng.integers(1, 3))
-        for c in range(3):
-            plane = np.ascontiguousarray(canvas[c])
-            cv2.line(plane, p0, p1, int(np.clip(base[c] + offset, 0, 255)), thickness=thickness, lineType=cv2.LINE_AA)
-            canvas[c] = plane
+        for c in range(3):  # each plane of the planar canvas is contiguous: cv2 draws in place
+            cv2.line(
+                canvas[c],
+                p0,
+                p1,
+                int(np.clip(base[c] + offset, 0, 255)),
+                thickness=thickness,
+                lineType=cv2.LINE_AA,
+            )
     return canvas
 
 
-def _wall_layer(walls: tuple[Wall, ...], world: tuple[int, int], scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _wall_layer(
+    walls: tuple[Wall, ...], world: tuple[int, int], scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Wall colours uint8 ``(3, H_w, W_w)`` (planar) and wall coverage bool ``(H_w, W_w)`` in world
     pixels: grey bricks with darker mortar and a dark rim."""
     hw, ww = world
@@ -141,7 +158,9 @@ def _wall_layer(walls: tuple[Wall, ...], world: tuple[int, int], scale: float) -
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1]
         row = (yy - wall.y0) // brick_h
-        mortar = ((yy - wall.y0) % brick_h == 0) | (((xx - wall.x0) + (row % 2) * (brick_w // 2)) % brick_w == 0)
+        mortar = ((yy - wall.y0) % brick_h == 0) | (
+            ((xx - wall.x0) + (row % 2) * (brick_w // 2)) % brick_w == 0
+        )
         rim = (xx == wall.x0) | (xx == wall.x1 - 1) | (yy == wall.y0) | (yy == wall.y1 - 1)
         tone = np.where(rim, wall.shade - 60, np.where(mortar, wall.shade - 35, wall.shade))
         rgb[:, y0:y1, x0:x1] = np.stack([tone, tone, tone + 6]).astype(np.uint8)
@@ -271,4 +290,11 @@ def render(scene: Scene) -> Rendering:
             canvas[:, t, pad : pad + H, pad : pad + W][:, here] = wall_rgb[:, vy, vx][:, here]
             labels[t, pad : pad + H, pad : pad + W][here] = WALL_LABEL
     frames = np.ascontiguousarray(canvas[:, :, pad : pad + H, pad : pad + W].transpose(1, 2, 3, 0))
-    return Rendering(frames, np.ascontiguousarray(labels[:, inner_view[0], inner_view[1]]), full_px, amodal_px, wall_px, amodal_box)
+    return Rendering(
+        frames,
+        np.ascontiguousarray(labels[:, inner_view[0], inner_view[1]]),
+        full_px,
+        amodal_px,
+        wall_px,
+        amodal_box,
+    )

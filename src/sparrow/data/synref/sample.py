@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -58,7 +59,9 @@ class GenerationRequest:
         if self.videos < 1 or self.frames < 2:
             raise ConfigError(f"need at least 1 video of 2 frames, got {self.videos} of {self.frames}")
         if not self.split or any(c in self.split for c in "/\\"):
-            raise ConfigError(f"bad split name {self.split!r}", fix="use a plain name such as train, val or test")
+            raise ConfigError(
+                f"bad split name {self.split!r}", fix="use a plain name such as train, val or test"
+            )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -109,19 +112,20 @@ class VideoSample:
     caption: Caption
     qa: tuple[tuple[dict[str, object], ...], ...]
 
-    def visible_boxes(self) -> np.ndarray:
-        """float32 ``(K, T, 4)`` ``xyxy`` box of each visible mask (zeros where not visible)."""
-        masks = self.rendering.visible_masks()
-        k, t, h, w = masks.shape
-        return masks_to_boxes(masks.reshape(k * t, h, w)).reshape(k, t, 4)
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """Bool ``(K, T, H, W)`` visible (ground-truth) mask of each object on each frame."""
+        return self.rendering.visible_masks()
 
-    def track_boxes(self, visible_boxes: np.ndarray) -> np.ndarray:
-        """float32 ``(K, T, 4)`` box per frame for box grounding: the visible mask's box where the
-        object is seen, else its amodal box clipped to the frame (behind a wall); zeros where it is
-        wholly outside the view."""
+    def track_boxes(self) -> np.ndarray:
+        """float32 ``(K, T, 4)`` ``xyxy`` box per frame for box grounding: the visible mask's box where
+        the object is seen, else its amodal box clipped to the frame (behind a wall); zeros where it
+        is wholly outside the view."""
         ck = self.checker
-        clipped = clip_boxes(ck.obs.amodal_box, (self.scene.height, self.scene.width))
-        boxes = np.where(ck.visible[..., None], visible_boxes, clipped)
+        k, t, h, w = self.masks.shape
+        visible = masks_to_boxes(self.masks.reshape(k * t, h, w)).reshape(k, t, 4)
+        clipped = clip_boxes(ck.obs.amodal_box, (h, w))
+        boxes = np.where(ck.visible[..., None], visible, clipped)
         return np.where(ck.outside[..., None], 0, boxes).astype(np.float32)
 
 

@@ -40,18 +40,29 @@ def show_video(root: str | Path, video: str, out: str | Path, console: Console |
     """
     root, out = Path(root), Path(out)
     if out.suffix.lower() not in (".png", ".mp4"):
-        raise ConfigError(f"cannot write {out.suffix!r}", path=out, fix="use a .png (contact sheet) or .mp4 (video) path")
+        raise ConfigError(
+            f"cannot write {out.suffix!r}", path=out, fix="use a .png (contact sheet) or .mp4 (video) path"
+        )
     meta_path = root / "meta_expressions.json"
     meta = read_json(meta_path, "meta_expressions.json")
     entry = video_entry(meta, video, meta_path)
     name = _video_name(meta, video)
-    objects = video_entry(read_json(root / "objects.json", "objects.json"), name, root / "objects.json")["objects"]
+    objects = video_entry(read_json(root / "objects.json", "objects.json"), name, root / "objects.json")[
+        "objects"
+    ]
     mask_dict = read_json(root / "mask_dict.json", "mask_dict.json")
     size = (int(entry["height"]), int(entry["width"]))
     zoom = max(1, 512 // max(size))  # draw on enlarged frames so that labels stay small
     big = (size[0] * zoom, size[1] * zoom)
     frames = [
-        (t, cv2.resize(read_rgb_image(root / "JPEGImages" / name / f"{f}.jpg"), big[::-1], interpolation=cv2.INTER_NEAREST))
+        (
+            t,
+            cv2.resize(
+                read_rgb_image(root / "JPEGImages" / name / f"{f}.jpg"),
+                big[::-1],
+                interpolation=cv2.INTER_NEAREST,
+            ),
+        )
         for t, f in enumerate(entry["frames"])
     ]
     masklets = []
@@ -73,13 +84,21 @@ def show_video(root: str | Path, video: str, out: str | Path, console: Console |
     if out.suffix.lower() == ".png":
         write_image(out, contact_sheet(frames, masklets, columns=4, tile_width=None))
     else:
-        write_overlay_video(out, frames, masklets, fps=float(read_json(root / "synref.json", "synref.json")["knobs"]["fps"]))
+        write_overlay_video(
+            out, frames, masklets, fps=float(read_json(root / "synref.json", "synref.json")["knobs"]["fps"])
+        )
     if console is not None:
         table = Table(title=f"{name}: expressions")
         for column in ("id", "expression", "objects", "tags", "span"):
             table.add_column(column)
         for exp_id, exp in entry["expressions"].items():
-            table.add_row(exp_id, exp["exp"], ",".join(map(str, exp["obj_id"])), ", ".join(exp["tags"]), str(exp["span"]))
+            table.add_row(
+                exp_id,
+                exp["exp"],
+                ",".join(map(str, exp["obj_id"])),
+                ", ".join(exp["tags"]),
+                str(exp["span"]),
+            )
         console.print(table)
         legend = Table(title="objects")
         for column in ("id", "anno id", "appearance", "motion seen"):
@@ -87,6 +106,8 @@ def show_video(root: str | Path, video: str, out: str | Path, console: Console |
         for obj_id, anno in sorted(entry["objects"].items(), key=lambda kv: int(kv[0])):
             o = objects[obj_id]
             seen = " ".join(x for x in (o["motion"], o["direction"]) if x) or "unclear"
-            legend.add_row(f"#{obj_id}", str(anno), f"{o['size']} {o['texture']} {o['colour']} {o['shape']}", seen)
+            legend.add_row(
+                f"#{obj_id}", str(anno), f"{o['size']} {o['texture']} {o['colour']} {o['shape']}", seen
+            )
         console.print(legend)
     return out

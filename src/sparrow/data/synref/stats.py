@@ -62,14 +62,18 @@ def split_stats(root: str | Path) -> SplitStats:
     meta = read_json(path, "meta_expressions.json")
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
-        raise DataFormatError("no 'videos' mapping", path=path, fix="regenerate the split with `sparrow data synref`")
+        raise DataFormatError(
+            "no 'videos' mapping", path=path, fix="regenerate the split with `sparrow data synref`"
+        )
     tags: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
     referents: Counter[int] = Counter()
     expressions = objects = 0
     for name, video in videos.items():
         if not isinstance(video, dict) or not isinstance(video.get("expressions"), dict):
-            raise DataFormatError(f"video {name!r} has no 'expressions' mapping", path=path, fix="regenerate the split")
+            raise DataFormatError(
+                f"video {name!r} has no 'expressions' mapping", path=path, fix="regenerate the split"
+            )
         objects += len(video.get("objects", {}))
         for exp in video["expressions"].values():
             expressions += 1

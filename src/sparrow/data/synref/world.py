@@ -38,7 +38,9 @@ ATTRIBUTES = ("size", "texture", "colour", "shape")
 
 REFERENCE_SIZE = 128.0
 _QUANTUM = 32.0
-_COMPASS = tuple((round(math.cos(math.radians(a)), 12), round(math.sin(math.radians(a)), 12)) for a in range(0, 360, 45))
+_COMPASS = tuple(
+    (round(math.cos(math.radians(a)), 12), round(math.sin(math.radians(a)), 12)) for a in range(0, 360, 45)
+)
 _AXES = (_COMPASS[0], _COMPASS[2], _COMPASS[4], _COMPASS[6])
 
 
@@ -195,7 +197,9 @@ class _Sampler:
         return d, u, event
 
     # -- placement ---------------------------------------------------------------------------------
-    def _feasible(self, rel: np.ndarray, r: float, frames: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _feasible(
+        self, rel: np.ndarray, r: float, frames: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Range of the world anchor ``a`` (per axis) such that ``a + rel[t]`` keeps the object fully
         inside the view, with a 2 px margin, on ``frames`` (all frames by default)."""
         e = rel - self.cam
@@ -222,7 +226,9 @@ class _Sampler:
                 return anchor + d
         return None
 
-    def place_at(self, d: np.ndarray, r: float, t: int, u: np.ndarray, screen: float, inside: np.ndarray) -> np.ndarray | None:
+    def place_at(
+        self, d: np.ndarray, r: float, t: int, u: np.ndarray, screen: float, inside: np.ndarray
+    ) -> np.ndarray | None:
         """World path whose centre is at screen coordinate ``screen`` on ``u``'s axis at frame ``t``
         (the other coordinate random), fully inside the view on the frames ``inside``."""
         axis = 0 if abs(u[0]) > 0.5 else 1
@@ -240,7 +246,10 @@ class _Sampler:
     def _behind(self, path: np.ndarray, r: float, wall: Wall) -> np.ndarray:
         """bool ``(T,)``: the object's box lies wholly inside the wall on each frame."""
         return (
-            (path[:, 0] - r >= wall.x0) & (path[:, 0] + r <= wall.x1) & (path[:, 1] - r >= wall.y0) & (path[:, 1] + r <= wall.y1)
+            (path[:, 0] - r >= wall.x0)
+            & (path[:, 0] + r <= wall.x1)
+            & (path[:, 1] - r >= wall.y0)
+            & (path[:, 1] + r <= wall.y1)
         )
 
     def wall_around(self, path: np.ndarray, frames: range, r: float, direction: np.ndarray) -> bool:
@@ -290,7 +299,9 @@ class _Sampler:
 
     def hide(self, r: float, v: float) -> tuple[np.ndarray, str] | None:
         """Passes behind a wall placed on its path, fully hidden for ``hidden_frames`` frames."""
-        kind = self.pick([m for m in ("linear", "move_stop", "stop_go", "turn") if m in self.moving] or self.moving)
+        kind = self.pick(
+            [m for m in ("linear", "move_stop", "stop_go", "turn") if m in self.moving] or self.moving
+        )
         d, u, _ = self.displacement(kind, v)
         hidden = _span(self.rng, *self.k.hidden_frames)
         if hidden + 4 > self.T:
@@ -358,7 +369,9 @@ class _Sampler:
         return None
 
 
-def _appearances(rng: np.random.Generator, knobs: Knobs, n_objects: int) -> tuple[list[tuple[str, str, str, str]], list[int]]:
+def _appearances(
+    rng: np.random.Generator, knobs: Knobs, n_objects: int
+) -> tuple[list[tuple[str, str, str, str]], list[int]]:
     """Attribute tuples ``(shape, colour, size, texture)`` and the look-alike group of each (-1: none)."""
     looks: list[tuple[str, str, str, str]] = []
     group: list[int] = []
@@ -409,12 +422,18 @@ def sample_scene(rng: np.random.Generator, knobs: Knobs, frames: int, height: in
         if group[i] >= 0 and group.index(group[i]) != i and rng.random() < knobs.p_cross:
             roles.append("cross")
         else:
-            roles.append(("hide", "exit_return", "exit", "enter", "emerge", "free")[int(np.searchsorted(cuts, rng.random(), side="right"))])
+            roles.append(
+                ("hide", "exit_return", "exit", "enter", "emerge", "free")[
+                    int(np.searchsorted(cuts, rng.random(), side="right"))
+                ]
+            )
 
     centers: list[np.ndarray] = [np.zeros((frames, 2))] * n
     motions = ["still"] * n
     staged = [i for i in range(n) if roles[i] not in ("free", "cross")]
-    order = staged + [i for i in range(n) if roles[i] == "free"] + [i for i in range(n) if roles[i] == "cross"]
+    order = (
+        staged + [i for i in range(n) if roles[i] == "free"] + [i for i in range(n) if roles[i] == "cross"]
+    )
     for rank, i in enumerate(order):
         if rank == len(staged):  # random walls go in before the free objects, which avoid them
             for _ in range(_span(rng, *knobs.walls_extra)):

@@ -13,8 +13,9 @@
 Workers render videos in parallel and write their frames, GCG files and one small part file each;
 the parent then streams the split-wide JSON files in sorted video order, one part in memory at a
 time (memory does not grow with the number of videos). Anno ids are given in that order, so the
-output does not depend on the number of workers. Every file is written under a temporary name and
-renamed; the split folder itself is built under a temporary name and renamed at the end.
+output does not depend on the number of workers. Nothing appears half-written: each JSON file and
+mask PNG is written under a temporary name and renamed, each video's frame folder and GCG sample
+folder is built under a temporary name and renamed whole, and so is the split folder at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,8 +42,6 @@ from rich.progress import (
 
 from sparrow.errors import ConfigError
 from sparrow.io.atomic import atomic_dir, atomic_file, write_text_atomic
-from sparrow.io.mask_files import write_binary_png
-from sparrow.io.writer import write_image
 from sparrow.structures.boxes import box_convert
 from sparrow.structures.masks import rle_encode_stack
 
@@ -69,8 +69,10 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
     scene, ck = sample.scene, sample.checker
     T, H, W = scene.frames, scene.height, scene.width
     vid = sample.video_id
-    masks = sample.rendering.visible_masks()
-    rles = [[r if area else None for r, area in zip(rle_encode_stack(m), ck.obs.visible_px[k], strict=True)] for k, m in enumerate(masks)]
+    rles = [
+        [r if area else None for r, area in zip(rle_encode_stack(m), ck.obs.visible_px[k], strict=True)]
+        for k, m in enumerate(sample.masks)
+    ]
     expressions = {
         str(i): {
             "exp": e.text,
@@ -82,7 +84,7 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
         for i, e in enumerate(sample.expressions)
     }
     meta = {"expressions": expressions, "frames": [frame_name(t) for t in range(T)], "height": H, "width": W}
-    boxes = sample.track_boxes(sample.visible_boxes())
+    boxes = sample.track_boxes()
     objects = {}
     for obj in scene.objects:
         k = obj.obj_id
@@ -91,8 +93,10 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
             **obj.attributes,
             "radius": round(obj.radius, 3),
             "depth": obj.depth,
-            "motion": prof.label,
+            "motion": prof.label,  # as seen by the checker (null: not clearly one motion)
             "direction": prof.direction,
+            "program": obj.motion,  # what the sampler intended
+            "role": obj.role,
             "visibility": _round(ck.vis_frac[k], 3),
             "pixels": {
                 "visible": ck.obs.visible_px[k].tolist(),
@@ -112,7 +116,8 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
     }
     xywh = box_convert(boxes, "xyxy", "xywh")
     trajectories = {
-        str(k): {str(t): {"bbox": _round(xywh[k, t])} for t in range(T) if not ck.outside[k, t]} for k in range(len(scene.objects))
+        str(k): {str(t): {"bbox": _round(xywh[k, t])} for t in range(T) if not ck.outside[k, t]}
+        for k in range(len(scene.objects))
     }
     vidstg, qa = [], []
     for i, (e, pairs) in enumerate(zip(sample.expressions, sample.qa, strict=True)):
@@ -137,7 +142,15 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
         question = interrogative(e.query, len(scene.walls))
         if question is not None:
             vidstg.append(dict(entry, caption=question, qtype="interrogative"))
-    qa.append({"task": "caption", "question": CAPTION_QUESTION, "answer": sample.caption.text, "exp_id": None, "obj_id": []})
+    qa.append(
+        {
+            "task": "caption",
+            "question": CAPTION_QUESTION,
+            "answer": sample.caption.text,
+            "exp_id": None,
+            "obj_id": [],
+        }
+    )
     return {
         "video_id": vid,
         "index": sample.index,
@@ -152,13 +165,17 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
 
 
 def _write_gcg(sample: VideoSample, folder: Path) -> None:
-    """VideoGCG per-sample layout: ``res.json`` and one 0/255 PNG per phrase and frame."""
-    masks = sample.rendering.visible_masks()
+    """VideoGCG per-sample layout in a fresh (staged) ``folder``: ``res.json`` and one grey 0/255 PNG
+    per phrase and frame -- the same images :func:`sparrow.io.write_binary_png` writes, encoded by
+    OpenCV and without a rename per file (the folder appears whole): at ~45 masks per video this is
+    the largest part of the writing cost."""
     cap = sample.caption
     for k, group in enumerate(cap.groups):
-        union = masks[list(group)].any(axis=0)
+        union = sample.masks[list(group)].any(axis=0).astype(np.uint8) * np.uint8(255)
+        (folder / f"gt_masks_{k}").mkdir()
         for t in range(sample.scene.frames):
-            write_binary_png(folder / f"gt_masks_{k}" / f"mask_{t}.png", union[t])
+            if not cv2.imwrite(str(folder / f"gt_masks_{k}" / f"mask_{t}.png"), union[t]):
+                raise OSError(f"cannot write {folder / f'gt_masks_{k}' / f'mask_{t}.png'}")
     res = {
         "video": sample.video_id,
         "frames": [frame_name(t) for t in range(sample.scene.frames)],
@@ -167,7 +184,7 @@ def _write_gcg(sample: VideoSample, folder: Path) -> None:
         "gt_phrases": list(cap.phrases),
         "gt_obj_ids": [list(g) for g in cap.groups],
     }
-    write_text_atomic(folder / "res.json", _dump(res))
+    (folder / "res.json").write_text(_dump(res), encoding="utf-8")
 
 
 def _produce(job: tuple[GenerationRequest, int, str]) -> dict[str, Any]:
@@ -175,10 +192,14 @@ def _produce(job: tuple[GenerationRequest, int, str]) -> dict[str, Any]:
     request, index, root_name = job
     root = Path(root_name)
     sample = generate_video(request, index)
-    frames_dir = root / "JPEGImages" / sample.video_id
-    for t, frame in enumerate(sample.rendering.frames):
-        write_image(frames_dir / f"{frame_name(t)}.jpg", frame, quality=request.knobs.jpeg_quality)
-    _write_gcg(sample, root / "gcg" / f"{index:06d}")
+    # a video's frame folder appears whole (built under a temporary name, then renamed)
+    with atomic_dir(root / "JPEGImages" / sample.video_id) as frames_dir:
+        for t, frame in enumerate(sample.rendering.frames):
+            Image.fromarray(frame).save(
+                frames_dir / f"{frame_name(t)}.jpg", format="JPEG", quality=request.knobs.jpeg_quality
+            )
+    with atomic_dir(root / "gcg" / f"{index:06d}") as gcg_dir:
+        _write_gcg(sample, gcg_dir)
     part = _video_part(sample, request)
     write_text_atomic(root / PARTS / f"{index:06d}.json", _dump(part))
     return {"index": index, "objects": len(sample.scene.objects), "expressions": len(sample.expressions)}
@@ -197,7 +218,9 @@ def _json_object(path: Path, prefix: str = "{", suffix: str = "}") -> Iterator[A
         first = [True]
 
         def add(key: str | None, value: Any) -> None:
-            fh.write(("" if first[0] else ", ") + ("" if key is None else json.dumps(key) + ": ") + _dump(value))
+            fh.write(
+                ("" if first[0] else ", ") + ("" if key is None else json.dumps(key) + ": ") + _dump(value)
+            )
             first[0] = False
 
         yield add
@@ -251,7 +274,11 @@ def _assemble(root: Path, request: GenerationRequest, progress: Progress | None)
                 progress.advance(task)
     # the VidSTG file: {"obj_categories": ..., "trajectories": ..., "videos": [...]} (sorted keys)
     with atomic_file(vidstg_dir / f"{request.split}.json") as tmp, tmp.open("w", encoding="utf-8") as out:
-        for key, piece in (("obj_categories", "categories"), ("trajectories", "trajectories"), ("videos", "videos")):
+        for key, piece in (
+            ("obj_categories", "categories"),
+            ("trajectories", "trajectories"),
+            ("videos", "videos"),
+        ):
             out.write(("{" if key == "obj_categories" else ", ") + json.dumps(key) + ": ")
             with (root / PARTS / piece).open(encoding="utf-8") as src:
                 shutil.copyfileobj(src, out)
@@ -272,7 +299,12 @@ def _progress(enabled: bool) -> Progress:
 
 
 def write_split(
-    out: str | Path, request: GenerationRequest, *, workers: int = 1, overwrite: bool = False, progress: bool = False
+    out: str | Path,
+    request: GenerationRequest,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
 ) -> dict[str, int]:
     """Generate and write a SynRef split at ``out`` (see the module docstring for the layout).
 
@@ -293,13 +325,21 @@ def write_split(
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if out.exists() and not overwrite:
-        raise ConfigError("output folder already exists", path=out, fix="pass --overwrite or choose another --out")
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        raise ConfigError(
+            "output folder already exists", path=out, fix="pass --overwrite or choose another --out"
+        )
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
     with atomic_dir(out, overwrite=overwrite) as root, ExitStack() as stack:
         jobs = [(request, i, str(root)) for i in range(request.videos)]
         (root / PARTS).mkdir()
         # start the worker processes before the progress bar's thread
-        pool = stack.enter_context(context.Pool(min(workers, len(jobs)), initializer=_init_worker)) if workers > 1 else None
+        pool = (
+            stack.enter_context(context.Pool(min(workers, len(jobs)), initializer=_init_worker))
+            if workers > 1
+            else None
+        )
         bars = stack.enter_context(_progress(progress))
         task = bars.add_task(f"rendering {request.split}", total=len(jobs))
         results = map(_produce, jobs) if pool is None else pool.imap_unordered(_produce, jobs, chunksize=1)

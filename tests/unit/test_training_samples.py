@@ -1,0 +1,100 @@
+"""Training samples of the sparrow task: clip sampling, targets, proposer objects, TSF crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparrow.data.conversations import expression_conversation, tube_conversation
+from sparrow.data.records import TubeRecord
+from sparrow.data.registry import get_format
+from sparrow.data.synref import GenerationRequest, preset, write_split
+from sparrow.errors import ConfigError, DataFormatError
+from sparrow.models import SparrowProcessor, load_config, train_tokenizer
+from sparrow.training.recipe import DatasetSpec
+from sparrow.training.samples import ConversationSource, clip_positions, object_mask_sources
+from sparrow.training.sparrow_task import corpus, read_conversations
+
+
+@given(st.integers(1, 60), st.integers(1, 20), st.integers(0, 2**32 - 1))
+def test_clip_positions_one_per_segment(num_frames: int, n: int, seed: int) -> None:
+    pos = clip_positions(num_frames, n, np.random.default_rng(seed))
+    k = min(n, num_frames)
+    assert len(pos) == k
+    assert np.all(np.diff(pos) > 0) and pos[0] >= 0 and pos[-1] < num_frames
+    edges = np.linspace(0, num_frames, k + 1)
+    assert np.all(pos >= np.floor(edges[:-1])) and np.all(pos < np.ceil(edges[1:]) + 1)
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synref") / "train"
+    request = GenerationRequest(split="train", videos=3, frames=12, size=(64, 64), seed=3, difficulty="standard", knobs=preset("standard"))
+    write_split(out, request)
+    return out
+
+
+@pytest.fixture(scope="module")
+def processor() -> SparrowProcessor:
+    config = load_config("tiny", ["spatial.frames=2", "temporal.frames=2", "sam2.frames=4", "sam2.image_size=64", "tsf.max_crops=6"])
+    texts = ["Can you segment the red star in this video?", "Sure, [BOX] [SEG]."] * 4
+    return SparrowProcessor(config, train_tokenizer(texts, config.llm.template, 300))
+
+
+def test_source_builds_model_inputs(split_dir: Path, processor: SparrowProcessor) -> None:
+    spec = DatasetSpec(name="syn", format="mevis", root=str(split_dir), split="train")
+    conversations, objects = read_conversations(spec)
+    split = get_format("mevis").open(split_dir, "train")
+    assert len(conversations) == sum(e.masks is not None for e in split.expressions)
+    source = ConversationSource("syn", conversations, processor, objects)
+    assert source.clip_frames == 6  # max(2, 2, 4, 6)
+    assert source.sample_id(0) == f"syn/{conversations[0].sample_id}"
+    sample = source.build(0, seed=5)
+    assert sample.sam_frames.shape == (4, 3, 64, 64)
+    assert sample.seg_masks.shape == (1, 4, 64, 64) and sample.seg_masks.any()
+    assert sample.tsf_crops is not None and sample.tsf_crops.shape[0] == 6
+    video = split.videos[conversations[0].video.video_id]
+    assert len(sample.det_boxes) <= len(video.extra["objects"])
+    again = source.build(0, seed=5)
+    other = source.build(0, seed=6)
+    assert np.array_equal(sample.sam_frames, again.sam_frames)
+    assert not np.array_equal(sample.sam_frames, other.sam_frames)  # 6 of 12 frames: the seed moves the clip
+    # the answer carries [BOX] [SEG] (box prompt on in the tiny preset)
+    text = processor.tokenizer.decode(sample.input_ids[sample.labels != -100].tolist())
+    assert "[BOX]" in text and "[SEG]" in text
+
+
+def test_every_object_of_the_video_is_a_proposer_target(split_dir: Path) -> None:
+    split = get_format("mevis").open(split_dir, "train")
+    objects = object_mask_sources(split)
+    for video_id, sources in objects.items():
+        assert len(sources) == len(split.videos[video_id].extra["objects"])
+        masks = np.stack([s.load([0])[0] for s in sources])
+        assert masks.shape[1:] == (64, 64)
+
+
+def test_tube_targets_use_filled_boxes(split_dir: Path, processor: SparrowProcessor) -> None:
+    split = get_format("mevis").open(split_dir, "train")
+    video = next(iter(split.videos.values()))
+    boxes = {n: [10.0, 12.0, 30.5, 40.0] for n in video.frame_numbers}
+    tube = TubeRecord("q1", video, "the red star", "declarative", (0, video.num_frames), {n: np.asarray(b) for n, b in boxes.items()})
+    source = ConversationSource("stvg", [tube_conversation(tube)], processor)
+    sample = source.build(0, seed=0)
+    mask = sample.seg_masks[0, 0]  # at SAM resolution (64 = the frame size here)
+    assert mask[12:40, 10:31].all() and mask.sum() == 28 * 21
+
+
+def test_errors(split_dir: Path, processor: SparrowProcessor) -> None:
+    with pytest.raises(ConfigError, match="no root"):
+        read_conversations(DatasetSpec(name="x"))
+    with pytest.raises(DataFormatError, match="no item"):
+        ConversationSource("empty", [], processor)
+    split = get_format("mevis").open(split_dir, "train")
+    exp = split.expressions[0]
+    conv = expression_conversation(exp, split.videos[exp.video_id])
+    texts = corpus([conv], processor.format_answer)
+    assert texts == [conv.turns[0].text, "Sure, [BOX] [SEG]."]
