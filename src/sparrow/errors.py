@@ -37,8 +37,16 @@ class VideoReadError(SparrowError):
     """A video file or frame folder cannot be read (missing, empty, corrupt, unsupported)."""
 
 
-class VideoWriteError(SparrowError):
-    """A video or frame folder cannot be written."""
+class OutputWriteError(SparrowError):
+    """An output (video, frame or mask folder, JSON file, archive) cannot be written."""
+
+
+class OutputExistsError(OutputWriteError):
+    """An output file or folder already exists and replacing it was not asked for."""
+
+
+VideoWriteError = OutputWriteError
+"""The first name of :class:`OutputWriteError` (videos were the first outputs), kept for callers."""
 
 
 class DataFormatError(SparrowError):

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, tiny, tokenizer
+from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, one_thread, tiny, tokenizer  # noqa: F401 (autouse fixture)
 
 from sparrow.models import SparrowModel, SparrowProcessor, collate, load_config, loss_terms
 from sparrow.models.batch import Batch

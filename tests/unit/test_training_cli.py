@@ -40,7 +40,21 @@ def test_resume_of_a_folder_without_a_run(tmp_path: Path) -> None:
 def test_toy_run_writes_a_summary(tmp_path: Path) -> None:
     out, summary = tmp_path / "run", tmp_path / "summary.json"
     stages = "stages=[{stage: 0, steps: 3}, {stage: 1, steps: 2}]"
-    result = runner.invoke(app, ["train", "toy", "--out", str(out), "--set", stages, "--set", "logging.progress=false", "--json", str(summary)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "toy",
+            "--out",
+            str(out),
+            "--set",
+            stages,
+            "--set",
+            "logging.progress=false",
+            "--json",
+            str(summary),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(summary.read_text())
     assert [(s["stage"], s["steps_run"]) for s in data["stages"]] == [(0, 3), (1, 2)]

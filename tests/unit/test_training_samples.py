@@ -33,14 +33,25 @@ def test_clip_positions_one_per_segment(num_frames: int, n: int, seed: int) -> N
 @pytest.fixture(scope="module")
 def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synref") / "train"
-    request = GenerationRequest(split="train", videos=3, frames=12, size=(64, 64), seed=3, difficulty="standard", knobs=preset("standard"))
+    request = GenerationRequest(
+        split="train",
+        videos=3,
+        frames=12,
+        size=(64, 64),
+        seed=3,
+        difficulty="standard",
+        knobs=preset("standard"),
+    )
     write_split(out, request)
     return out
 
 
 @pytest.fixture(scope="module")
 def processor() -> SparrowProcessor:
-    config = load_config("tiny", ["spatial.frames=2", "temporal.frames=2", "sam2.frames=4", "sam2.image_size=64", "tsf.max_crops=6"])
+    config = load_config(
+        "tiny",
+        ["spatial.frames=2", "temporal.frames=2", "sam2.frames=4", "sam2.image_size=64", "tsf.max_crops=6"],
+    )
     texts = ["Can you segment the red star in this video?", "Sure, [BOX] [SEG]."] * 4
     return SparrowProcessor(config, train_tokenizer(texts, config.llm.template, 300))
 
@@ -81,7 +92,14 @@ def test_tube_targets_use_filled_boxes(split_dir: Path, processor: SparrowProces
     split = get_format("mevis").open(split_dir, "train")
     video = next(iter(split.videos.values()))
     boxes = {n: [10.0, 12.0, 30.5, 40.0] for n in video.frame_numbers}
-    tube = TubeRecord("q1", video, "the red star", "declarative", (0, video.num_frames), {n: np.asarray(b) for n, b in boxes.items()})
+    tube = TubeRecord(
+        "q1",
+        video,
+        "the red star",
+        "declarative",
+        (0, video.num_frames),
+        {n: np.asarray(b) for n, b in boxes.items()},
+    )
     source = ConversationSource("stvg", [tube_conversation(tube)], processor)
     sample = source.build(0, seed=0)
     mask = sample.seg_masks[0, 0]  # at SAM resolution (64 = the frame size here)

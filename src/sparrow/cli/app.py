@@ -15,7 +15,7 @@ import typer
 from sparrow import __version__
 from sparrow.errors import SparrowError
 
-from . import data, info, train, video
+from . import chat, data, demo, ground, info, predict, train, video
 from . import eval as eval_cli
 
 app = typer.Typer(
@@ -44,6 +44,10 @@ def _root(
 
 app.command("info")(info.info)
 app.command("train")(train.train)
+app.command("ground")(ground.ground)
+app.command("chat")(chat.chat)
+app.command("predict")(predict.predict)
+app.command("demo")(demo.demo)
 app.add_typer(video.app, name="video")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(data.app, name="data")

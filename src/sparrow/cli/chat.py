@@ -58,7 +58,9 @@ def chat(
     max_new_tokens: int = MAX_NEW_TOKENS,
     propagation: Propagation = PROPAGATION,
     key_frame: KeyFrame = KEY_FRAME,
-    source_fps: float | None = typer.Option(None, "--source-fps", help="Frame rate of a frame folder (default 30)."),
+    source_fps: float | None = typer.Option(
+        None, "--source-fps", help="Frame rate of a frame folder (default 30)."
+    ),
 ) -> None:
     """Talk about VIDEO: one question per line on stdin; grounded answers, one colour per phrase."""
     from sparrow.inference.outputs import write_overlay, write_result_json
@@ -110,4 +112,3 @@ def chat(
                 write_overlay(stem.with_suffix(".mp4"), video, result, fps=source_fps)
                 err.print(f"  wrote {stem}.mp4 and {stem}.json", highlight=False)
             turn += 1
-

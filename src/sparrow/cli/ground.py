@@ -45,11 +45,17 @@ class MaskFormat(StrEnum):
 
 
 def ground(
-    video: Path = typer.Argument(..., help="A video file (.mp4 .mkv .webm .avi .mov) or a folder of jpg/png frames."),
-    text: str = typer.Argument(..., help='A referring expression ("the red circle") or a question ending with "?".'),
+    video: Path = typer.Argument(
+        ..., help="A video file (.mp4 .mkv .webm .avi .mov) or a folder of jpg/png frames."
+    ),
+    text: str = typer.Argument(
+        ..., help='A referring expression ("the red circle") or a question ending with "?".'
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
     model: str = MODEL,
-    overlay: Path | None = typer.Option(None, "--overlay", help="Overlay video to write (default: DIR/overlay.mp4)."),
+    overlay: Path | None = typer.Option(
+        None, "--overlay", help="Overlay video to write (default: DIR/overlay.mp4)."
+    ),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write an overlay video."),
     mask_format: MaskFormat = typer.Option(
         MaskFormat.png, "--format", help="Masks besides result.json: json (none), png (per phrase) or mevis."
@@ -63,12 +69,21 @@ def ground(
     key_frame: KeyFrame = KEY_FRAME,
     reprompt: bool = REPROMPT,
     self_tsf: bool = SELF_TSF,
-    source_fps: float | None = typer.Option(None, "--source-fps", help="Frame rate of a frame folder (default 30)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write a summary (paths, spans, timings) as JSON."),
+    source_fps: float | None = typer.Option(
+        None, "--source-fps", help="Frame rate of a frame folder (default 30)."
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Also write a summary (paths, spans, timings) as JSON."
+    ),
 ) -> None:
     """Ground TEXT in VIDEO: masks, boxes and spans at the original resolution, plus an overlay."""
     from sparrow.inference.frames import open_frames
-    from sparrow.inference.outputs import add_expression_masks, write_overlay, write_phrase_pngs, write_result_json
+    from sparrow.inference.outputs import (
+        add_expression_masks,
+        write_overlay,
+        write_phrase_pngs,
+        write_result_json,
+    )
     from sparrow.io.atomic import write_text_atomic
 
     check_model(model)
@@ -117,7 +132,9 @@ def ground(
         table.add_column(column)
     for p in result.phrases:
         m = p.masklet
-        table.add_row(p.text, f"{int(m.presence.sum())}/{len(m)}", str(m.spans()), f"{float(m.scores.mean()):.3f}")
+        table.add_row(
+            p.text, f"{int(m.presence.sum())}/{len(m)}", str(m.spans()), f"{float(m.scores.mean()):.3f}"
+        )
     Console().print(table)
     for warning in result.meta.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -130,7 +147,9 @@ def ground(
             "raw_answer": result.raw_text,
             "size": list(result.size),
             "num_frames": len(result.frame_indices),
-            "phrases": [{"text": p.text, "spans": [list(s) for s in p.masklet.spans()]} for p in result.phrases],
+            "phrases": [
+                {"text": p.text, "spans": [list(s) for s in p.masklet.spans()]} for p in result.phrases
+            ],
             "timings": result.meta.get("timings", {}),
             "paths": paths,
         }

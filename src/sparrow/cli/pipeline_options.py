@@ -74,7 +74,7 @@ SELF_TSF = typer.Option(False, "--self-tsf", help="Two passes: the first masklet
 
 def build_pipeline(
     model: str,
-    device: Device,
+    device: Device | str,
     dtype: DType,
     *,
     answer: AnswerMode = AnswerMode.generate,
@@ -97,7 +97,8 @@ def build_pipeline(
         reprompt=reprompt,
         self_tsf=self_tsf,
     )
-    return GroundingPipeline.from_pretrained(model, options=options, device=device.value, dtype=dtype.value)
+    target = device.value if isinstance(device, Device) else device
+    return GroundingPipeline.from_pretrained(model, options=options, device=target, dtype=dtype.value)
 
 
 def check_model(model: str) -> None:
@@ -120,7 +121,9 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def tracked(stream: GroundingStream, total: int, console: Console, what: str = "tracking") -> Iterator[FrameResult]:
+def tracked(
+    stream: GroundingStream, total: int, console: Console, what: str = "tracking"
+) -> Iterator[FrameResult]:
     """Iterate ``stream`` with a progress bar over ``total`` frames."""
     with progress_bar(console) as bars:
         task = bars.add_task(what, total=total if stream.answer.targets else 0)

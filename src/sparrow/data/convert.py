@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from sparrow.errors import ConfigError, DataFormatError
+from sparrow.errors import ConfigError, DataFormatError, VideoReadError
+from sparrow.io.frame_folder import image_size
 
 from .formats.common import FrameMode
 from .formats.mevis import MevisSplitWriter
@@ -54,14 +54,10 @@ class ConvertReport:
 def _frame_size(video: VideoRecord) -> tuple[int, int]:
     if video.size is not None:
         return video.size
-    path = video.frame_path(0)
     try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (OSError, ValueError) as err:
-        raise DataFormatError(
-            f"cannot read the frame's size ({err})", path=path, fix="run `sparrow data check` first"
-        ) from err
+        return image_size(video.frame_path(0))
+    except VideoReadError as err:
+        raise DataFormatError(err.message, path=err.path, fix="run `sparrow data check` first") from err
 
 
 def _sequence_objects(video: VideoRecord) -> dict[str, np.ndarray]:

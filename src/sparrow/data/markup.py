@@ -6,7 +6,8 @@ Two markups occur in our data:
   by a parenthesised list of object ids. :func:`parse_grounding_markup` returns the plain text and
   the grounded spans; :func:`format_grounding_markup` writes the canonical form back.
 - VideoGLaMM GCG captions: ``<p> red car </p> [SEG]``. :func:`clean_gcg_caption` is VideoGLaMM's
-  cleaning (METRICS 4.2); :func:`to_gcg_caption` turns SPARROW markup into that form.
+  cleaning (METRICS 4.2; the one implementation, which ``sparrow.evaluation.captions`` uses too);
+  :func:`to_gcg_caption` turns SPARROW markup into that form.
 
 Rules of the SPARROW markup (each is a row of the tests):
 
@@ -21,6 +22,7 @@ Rules of the SPARROW markup (each is a row of the tests):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparrow.errors import DataFormatError
@@ -108,28 +110,29 @@ def parse_grounding_markup(source: str) -> GroundedText:
     return GroundedText("".join(out), tuple(spans))
 
 
-def format_grounding_markup(grounded: GroundedText) -> str:
-    """The canonical markup of ``grounded``: ``[phrase](1, 2)`` at each span."""
+def _render_spans(grounded: GroundedText, render: Callable[[GroundedSpan], str]) -> str:
+    """``grounded.text`` with every span replaced by ``render(span)``."""
     parts: list[str] = []
     pos = 0
     for span in grounded.spans:
         parts.append(grounded.text[pos : span.start])
-        parts.append(f"[{grounded.text[span.start : span.end]}]({', '.join(str(v) for v in span.obj_ids)})")
+        parts.append(render(span))
         pos = span.end
     parts.append(grounded.text[pos:])
     return "".join(parts)
+
+
+def format_grounding_markup(grounded: GroundedText) -> str:
+    """The canonical markup of ``grounded``: ``[phrase](1, 2)`` at each span."""
+    return _render_spans(
+        grounded,
+        lambda span: f"[{grounded.text[span.start : span.end]}]({', '.join(str(v) for v in span.obj_ids)})",
+    )
 
 
 def to_gcg_caption(grounded: GroundedText) -> str:
     """VideoGLaMM GCG form: every span becomes ``<p> phrase </p> [SEG]`` (one ``[SEG]`` per phrase)."""
-    parts: list[str] = []
-    pos = 0
-    for span in grounded.spans:
-        parts.append(grounded.text[pos : span.start])
-        parts.append(f"<p> {span.phrase} </p> [SEG]")
-        pos = span.end
-    parts.append(grounded.text[pos:])
-    return "".join(parts)
+    return _render_spans(grounded, lambda span: f"<p> {span.phrase} </p> [SEG]")
 
 
 _TAG = re.compile(r"<.*?>")

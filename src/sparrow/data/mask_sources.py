@@ -116,8 +116,8 @@ def _stack(frames: list[np.ndarray | None], size: tuple[int, int] | None, what: 
     return out
 
 
-class AnnoMaskDict:
-    """``mask_dict.json``: ``{str(anno_id): [per-frame COCO RLE or null]}`` (MeViS, ReVOS)."""
+class _JsonMaskFile:
+    """A JSON file of RLE masks, parsed on first use (:class:`LazyJson`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.file = LazyJson(path)
@@ -125,6 +125,10 @@ class AnnoMaskDict:
     @property
     def path(self) -> Path:
         return self.file.path
+
+
+class AnnoMaskDict(_JsonMaskFile):
+    """``mask_dict.json``: ``{str(anno_id): [per-frame COCO RLE or null]}`` (MeViS, ReVOS)."""
 
     def _mapping(self) -> dict[str, Any]:
         data = self.file.data
@@ -150,15 +154,8 @@ class AnnoMaskDict:
         return track
 
 
-class ForegroundDict:
+class ForegroundDict(_JsonMaskFile):
     """ReVOS ``mask_dict_foreground.json``: ``{video: {"masks_rle": [per-frame RLE], ...}}``."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.file = LazyJson(path)
-
-    @property
-    def path(self) -> Path:
-        return self.file.path
 
     def __contains__(self, key: str) -> bool:
         data = self.file.data

@@ -1,6 +1,7 @@
 """Caption cleaning (VideoGLaMM GCG) and COCO caption metrics exactly as pycocoevalcap 1.2 computes them.
 
-Cleaning (``specs/METRICS.md`` section 4.2), applied to the ground truth and to the prediction:
+Cleaning (``specs/METRICS.md`` section 4.2), applied to the ground truth and to the prediction (one
+implementation, :func:`sparrow.data.markup.clean_gcg_caption`, shared with the GCG format reader):
 
 1. every ``"\\n"`` is deleted, then one left-to-right pass replaces each ``"  "`` (two spaces) by one;
 2. only the text after the last ``"ASSISTANT: "`` is kept;
@@ -29,7 +30,6 @@ is started per Python process, on first use, and reused by later calls.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparrow.data.markup import clean_gcg_caption
 from sparrow.errors import EvaluationError
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
 MAX_CAPTION_CHARS = 2000
 """VideoGLaMM truncates every reference and prediction to this many characters before scoring."""
 
-_PHRASE = re.compile(r"<p>(.*?)</p>")
-_TAG = re.compile(r"<.*?>")
 # Tokens pycocoevalcap's PTBTokenizer wrapper drops after tokenisation.
 _PTB_PUNCTUATION = frozenset(
     ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]
@@ -74,11 +73,7 @@ class CleanedCaption:
 
 def clean_caption(text: str) -> CleanedCaption:
     """Clean a raw (ground-truth or generated) GCG caption as VideoGLaMM's ``clean_caption`` does."""
-    body = text.replace("\n", "").replace("  ", " ")
-    body = body.split("ASSISTANT: ")[-1]
-    phrases = [p.strip() for p in _PHRASE.findall(body)]
-    cleaned = _TAG.sub("", body).replace("[SEG]", "")
-    cleaned = " ".join(cleaned.split()).strip("'").strip()
+    cleaned, phrases = clean_gcg_caption(text)
     return CleanedCaption(text=cleaned, phrases=phrases)
 
 

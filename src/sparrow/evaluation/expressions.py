@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,20 +102,53 @@ class LabelPngSource:
 ObjectSource = RleSource | LabelPngSource
 
 
+def results_folder(results_dir: str | Path) -> Path:
+    """``results_dir`` as a path, checked to be a folder (of ``<video>/`` prediction folders).
+
+    Raises:
+        EvaluationError: the folder does not exist.
+    """
+    results = Path(results_dir)
+    if not results.is_dir():
+        raise EvaluationError(
+            "results folder not found", path=results, fix="pass the folder holding <video>/ folders"
+        )
+    return results
+
+
 @dataclass(frozen=True)
-class ExpressionSpec:
-    """One expression to score. ``targets`` are the objects it refers to; picklable."""
+class ExpressionKey:
+    """Names one expression of a split: its ``video`` and its ``exp_id``; ``key`` is ``video/exp_id``."""
 
     video: str
     exp_id: str
-    frames: tuple[str, ...]
-    targets: tuple[ObjectSource, ...]
-    results_dir: Path
-    probe: str | None  # frame name of the size probe; None = the first listed frame
 
     @property
     def key(self) -> str:
         return f"{self.video}/{self.exp_id}"
+
+
+@dataclass(frozen=True)
+class ExpressionOutcome(ExpressionKey):
+    """Base of the per-expression scores: ``status`` is ``ok`` or why the expression was not scored
+    (``missing_video``, ``dropped``, ``failed``), ``error`` the message of that failure."""
+
+    status: str = field(default="ok", kw_only=True)
+    error: str | None = field(default=None, kw_only=True)
+
+    def outcome_json(self) -> dict[str, Any]:
+        """The ``status`` and ``error`` entries of the expression's JSON form."""
+        return {"status": self.status, "error": self.error}
+
+
+@dataclass(frozen=True)
+class ExpressionSpec(ExpressionKey):
+    """One expression to score. ``targets`` are the objects it refers to; picklable."""
+
+    frames: tuple[str, ...]
+    targets: tuple[ObjectSource, ...]
+    results_dir: Path
+    probe: str | None  # frame name of the size probe; None = the first listed frame
 
     @property
     def pred_dir(self) -> Path:

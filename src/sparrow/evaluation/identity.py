@@ -37,10 +37,12 @@ import numpy as np
 from sparrow.errors import DataFormatError, EvaluationError
 from sparrow.evaluation.expressions import (
     ExpressionFailure,
+    ExpressionOutcome,
     RleSource,
     as_list,
     load_ground_truth,
     read_prediction,
+    results_folder,
 )
 from sparrow.evaluation.parallel import parallel_map
 from sparrow.evaluation.tracking import (
@@ -61,19 +63,11 @@ def is_identity_switch(pred: np.ndarray, target: np.ndarray | None, others: list
 
 
 @dataclass(frozen=True)
-class IdentityExpressionScore:
+class IdentityExpressionScore(ExpressionOutcome):
     """Evaluated (non-empty prediction) and switch frame counts of one expression."""
 
-    video: str
-    exp_id: str
     n_evaluated: int
     n_switch: int
-    status: str = "ok"
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.video}/{self.exp_id}"
 
     @property
     def rate(self) -> float:
@@ -84,8 +78,7 @@ class IdentityExpressionScore:
             "id_switch_rate": self.rate,
             "n_evaluated_frames": self.n_evaluated,
             "n_switch_frames": self.n_switch,
-            "status": self.status,
-            "error": self.error,
+            **self.outcome_json(),
         }
 
 
@@ -164,7 +157,7 @@ def _evaluate_video(job: _VideoJob) -> _VideoScores:
                 path=failure.path,
                 fix="write one PNG per listed frame, or drop --strict to leave the expression out",
             )
-        scores[exp_id] = IdentityExpressionScore(job.video, exp_id, 0, 0, "failed", str(failure))
+        scores[exp_id] = IdentityExpressionScore(job.video, exp_id, 0, 0, status="failed", error=str(failure))
 
     # One track per object that some single-object expression refers to (the first such expression).
     object_keys = list(job.objects)
@@ -226,11 +219,7 @@ def evaluate_identity(
     gt = load_ground_truth(gt_dir, meta=meta, mask_dict=mask_dict)
     if gt.mask_dict is None:
         raise DataFormatError("the identity protocol needs mask_dict.json", path=gt.meta_path)
-    results = Path(results_dir)
-    if not results.is_dir():
-        raise EvaluationError(
-            "results folder not found", path=results, fix="pass the folder holding <video>/ folders"
-        )
+    results = results_folder(results_dir)
     jobs = []
     for video, data in gt.videos.items():
         exps = tuple(

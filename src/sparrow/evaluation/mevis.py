@@ -24,6 +24,7 @@ import numpy as np
 from sparrow.errors import EvaluationError
 from sparrow.evaluation.expressions import (
     ExpressionFailure,
+    ExpressionOutcome,
     ExpressionSpec,
     GroundTruth,
     MissingVideo,
@@ -31,6 +32,7 @@ from sparrow.evaluation.expressions import (
     failure_error,
     load_ground_truth,
     mean_or_nan,
+    results_folder,
 )
 from sparrow.evaluation.jf import boundary_radius, f_pair, jaccard_pair, prepare_mask
 from sparrow.evaluation.parallel import parallel_map
@@ -41,21 +43,13 @@ MEVIS_PROBE = "00000"
 
 
 @dataclass(frozen=True)
-class ExpressionScore:
+class ExpressionScore(ExpressionOutcome):
     """J and F of one expression (fractions). ``status``: ``ok``, ``missing_video`` (scored 0) or
     ``dropped`` (excluded from the means, as the official script loses it); ``error`` says why."""
 
-    video: str
-    exp_id: str
     J: float
     F: float
     n_frames: int
-    status: str = "ok"
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.video}/{self.exp_id}"
 
     @property
     def counted(self) -> bool:
@@ -67,8 +61,7 @@ class ExpressionScore:
             "J": self.J,
             "F": self.F,
             "n_frames": self.n_frames,
-            "status": self.status,
-            "error": self.error,
+            **self.outcome_json(),
         }
 
 
@@ -153,11 +146,15 @@ def _score(job: _Job) -> ExpressionScore:
     except MissingVideo as miss:
         if job.strict:
             raise failure_error(spec, miss, "scores it 0") from None
-        return ExpressionScore(spec.video, spec.exp_id, 0.0, 0.0, 0, "missing_video", miss.message)
+        return ExpressionScore(
+            spec.video, spec.exp_id, 0.0, 0.0, 0, status="missing_video", error=miss.message
+        )
     except ExpressionFailure as fail:
         if job.strict:
             raise failure_error(spec, fail, "silently drops it from the average") from None
-        return ExpressionScore(spec.video, spec.exp_id, math.nan, math.nan, 0, "dropped", str(fail))
+        return ExpressionScore(
+            spec.video, spec.exp_id, math.nan, math.nan, 0, status="dropped", error=str(fail)
+        )
     return ExpressionScore(spec.video, spec.exp_id, j, f, n)
 
 
@@ -174,11 +171,7 @@ def evaluate_expressions(
 
     ``probe`` is the frame name whose PNG gives the size (``None`` = each video's first frame).
     """
-    results = Path(results_dir)
-    if not results.is_dir():
-        raise EvaluationError(
-            "results folder not found", path=results, fix="pass the folder holding <video>/ folders"
-        )
+    results = results_folder(results_dir)
     jobs = [
         _Job(
             ExpressionSpec(video, exp_id, gt.frames(video), gt.targets(video, exp_id), results, probe), strict

@@ -36,6 +36,7 @@ import numpy as np
 from sparrow.errors import DataFormatError, EvaluationError
 from sparrow.evaluation.expressions import (
     ExpressionFailure,
+    ExpressionOutcome,
     ExpressionSpec,
     GroundTruth,
     MissingVideo,
@@ -46,6 +47,7 @@ from sparrow.evaluation.expressions import (
     load_ground_truth,
     load_json,
     mean_or_nan,
+    results_folder,
 )
 from sparrow.evaluation.jf import boundary_radius, f_pair, jaccard_pair, prepare_mask
 from sparrow.evaluation.parallel import parallel_map
@@ -83,23 +85,15 @@ def _official_round(value: float) -> float:
 
 
 @dataclass(frozen=True)
-class RevosExpressionScore:
+class RevosExpressionScore(ExpressionOutcome):
     """Raw fractions ``j, f, a, r`` and the official rounded percentages of one expression."""
 
-    video: str
-    exp_id: str
     type_id: int
     j: float
     f: float
     a: float
     r: float
     n_frames: int
-    status: str = "ok"
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.video}/{self.exp_id}"
 
     @property
     def rounded(self) -> dict[str, float]:
@@ -123,8 +117,7 @@ class RevosExpressionScore:
             "raw": {"J": self.j, "F": self.f, "A": self.a, "R": self.r},
             "type_id": self.type_id,
             "n_frames": self.n_frames,
-            "status": self.status,
-            "error": self.error,
+            **self.outcome_json(),
         }
 
 
@@ -243,7 +236,7 @@ def _score(job: _Job) -> RevosExpressionScore:
             raise failure_error(spec, fail, "scores it 0") from None
         status = "missing_video" if isinstance(fail, MissingVideo) else "failed"
         return RevosExpressionScore(
-            spec.video, spec.exp_id, job.type_id, 0.0, 0.0, 0.0, 0.0, 0, status, str(fail)
+            spec.video, spec.exp_id, job.type_id, 0.0, 0.0, 0.0, 0.0, 0, status=status, error=str(fail)
         )
     return RevosExpressionScore(spec.video, spec.exp_id, job.type_id, j, f, a, r, n)
 
@@ -305,11 +298,7 @@ def evaluate_revos(
     if fg_path is None and base is not None and (base / "mask_dict_foreground.json").is_file():
         fg_path = base / "mask_dict_foreground.json"
     fgs = _foregrounds(gt, fg_path)
-    results = Path(results_dir)
-    if not results.is_dir():
-        raise EvaluationError(
-            "results folder not found", path=results, fix="pass the folder holding <video>/ folders"
-        )
+    results = results_folder(results_dir)
     jobs = []
     for video, exp_id, exp in gt.expressions():
         if "type_id" not in exp:

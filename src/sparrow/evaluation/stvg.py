@@ -45,19 +45,21 @@ One difference: a box pair whose union is 0 (two degenerate boxes) has IoU 0 her
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from sparrow.data.formats.stvg import StvgPrediction
 from sparrow.errors import DataFormatError, EvaluationError
-from sparrow.evaluation.stvg_data import StvgVideo, load_stvg_annotations, sample_frame_ids
+from sparrow.evaluation.stvg_data import StvgAnnotations, StvgVideo, load_stvg_annotations, sample_frame_ids
 from sparrow.structures.boxes import box_iou
 
 __all__ = [
     "STVG_THRESHOLDS",
+    "QtypeResult",
     "StvgPrediction",
     "StvgResult",
     "StvgVideoScore",
@@ -67,19 +69,13 @@ __all__ = [
     "recall_at",
     "sequential_mean",
     "stvg_frames",
+    "summarise_by_qtype",
     "temporal_iou",
+    "unknown_predictions",
 ]
 
 STVG_THRESHOLDS = (0.3, 0.5)
 """IoU thresholds of vIoU@R and gt_vIoU@R (strict ``>``)."""
-
-
-@dataclass(frozen=True)
-class StvgPrediction:
-    """A predicted tube: ``sted = (start, end_exclusive)`` frame numbers, ``boxes[frame] = (x1, y1, x2, y2)``."""
-
-    sted: tuple[float, float]
-    boxes: Mapping[int, tuple[float, float, float, float]]
 
 
 def _pred_error(path: Path, message: str) -> DataFormatError:
@@ -261,39 +257,94 @@ def print_summary_table(
         console.print(f"[yellow]{n_excluded} video(s) excluded (see --json 'excluded')[/]")
 
 
+S = TypeVar("S", bound="_QtypeScore")
+
+
+class _QtypeScore(Protocol):
+    video_id: str
+    qtype: str | None
+
+
+def summarise_by_qtype(
+    scores: Sequence[S], summary: Callable[[Sequence[S]], dict[str, float | int]]
+) -> tuple[dict[str, float | int], dict[str, dict[str, float | int]]]:
+    """``(overall, per_qtype)``: ``summary`` of all ``scores`` and of each (sorted, non-None) qtype."""
+    qtypes = sorted({s.qtype for s in scores if s.qtype is not None})
+    return summary(scores), {q: summary([s for s in scores if s.qtype == q]) for q in qtypes}
+
+
+def unknown_predictions(
+    predictions: Iterable[str], gt: StvgAnnotations, pred_path: Path | None, *, strict: bool
+) -> list[str]:
+    """Sorted prediction keys that are not a video of ``gt`` (ignored; an error with ``strict``).
+
+    Raises:
+        EvaluationError: (``strict``) some prediction names a video the annotation does not hold.
+    """
+    known = {v.video_id for v in gt.videos}
+    ignored = sorted(k for k in predictions if k not in known)
+    if ignored and strict:
+        raise EvaluationError(
+            f"{len(ignored)} prediction(s) for videos not in {gt.path.name}, e.g. {ignored[0]!r}",
+            path=pred_path,
+            fix="evaluate against the annotation file the predictions were made for",
+        )
+    return ignored
+
+
 @dataclass(frozen=True)
-class StvgResult:
-    """STVG results: ``overall`` and ``per_qtype`` summaries (``m_tIoU``, ``m_vIoU``, ``vIoU@R``,
-    ``gt_vIoU``, ``gt_vIoU@R``, ``n_videos``), per-video scores and what was left out."""
+class QtypeResult(Generic[S]):
+    """Results of a benchmark reported per ``qtype``: ``overall`` and ``per_qtype`` summaries (metric
+    name -> value, plus ``n_videos``), per-video scores and what was left out.
+
+    Subclasses name the ``benchmark`` (JSON) and the table ``title`` and give a video's JSON form.
+    """
+
+    benchmark: ClassVar[str]
+    title: ClassVar[str]
 
     dataset: str
     overall: dict[str, float | int]
     per_qtype: dict[str, dict[str, float | int]]
-    videos: list[StvgVideoScore]
+    videos: list[S]
     excluded: dict[str, str]
     ignored_predictions: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def video_json(self, score: S) -> dict[str, Any]:
+        """The ``per_video`` entry of one score."""
+        raise NotImplementedError
+
     def to_json_dict(self) -> dict[str, Any]:
-        """Full-precision JSON form (keys ``m_tIoU``, ``m_vIoU``, ``vIoU@0.3``, ``vIoU@0.5``, ...)."""
+        """Full-precision JSON form: the overall metrics at the top level, then ``per_qtype``,
+        ``settings``, ``excluded``, ``ignored_predictions`` and ``per_video``."""
         return {
-            "benchmark": f"stvg/{self.dataset}",
+            "benchmark": f"{self.benchmark}/{self.dataset}",
             **self.overall,
             "per_qtype": self.per_qtype,
             "settings": self.settings,
             "excluded": self.excluded,
             "ignored_predictions": self.ignored_predictions,
-            "per_video": {
-                s.video_id: {"qtype": s.qtype, "tIoU": s.tiou, "vIoU": s.viou, "gt_vIoU": s.gt_viou}
-                for s in self.videos
-            },
+            "per_video": {s.video_id: self.video_json(s) for s in self.videos},
         }
 
     def print_table(self, console: Any = None) -> None:
-        """Rich table, TubeDETR's display rounding (4 decimals): one column per qtype and one for all."""
+        """Rich table with the official display rounding (4 decimals): a column per qtype and ``all``."""
         print_summary_table(
-            f"STVG ({self.dataset})", self.overall, self.per_qtype, len(self.excluded), console
+            f"{self.title} ({self.dataset})", self.overall, self.per_qtype, len(self.excluded), console
         )
+
+
+@dataclass(frozen=True)
+class StvgResult(QtypeResult[StvgVideoScore]):
+    """STVG results; summaries hold ``m_tIoU``, ``m_vIoU``, ``vIoU@R``, ``gt_vIoU``, ``gt_vIoU@R``,
+    ``n_videos`` (JSON keys ``vIoU@0.3``, ``vIoU@0.5``, ...)."""
+
+    benchmark: ClassVar[str] = "stvg"
+    title: ClassVar[str] = "STVG"
+
+    def video_json(self, score: StvgVideoScore) -> dict[str, Any]:
+        return {"qtype": score.qtype, "tIoU": score.tiou, "vIoU": score.viou, "gt_vIoU": score.gt_viou}
 
 
 def evaluate_stvg(
@@ -324,14 +375,7 @@ def evaluate_stvg(
     gt = load_stvg_annotations(annotations)
     pred_path = Path(predictions) if isinstance(predictions, (str, Path)) else None
     preds = load_stvg_predictions(pred_path) if pred_path is not None else dict(predictions)  # type: ignore[arg-type]
-    known = {v.video_id for v in gt.videos}
-    ignored = sorted(k for k in preds if k not in known)
-    if ignored and strict:
-        raise EvaluationError(
-            f"{len(ignored)} prediction(s) for videos not in {gt.path.name}, e.g. {ignored[0]!r}",
-            path=pred_path,
-            fix="evaluate against the annotation file the predictions were made for",
-        )
+    ignored = unknown_predictions(preds, gt, pred_path, strict=strict)
     items = [_Item(v, preds.get(v.video_id), fps, video_max_len) for v in gt.videos]
     outcomes = parallel_map(_score_item, items, workers=workers, description="STVG videos")
     scores: list[StvgVideoScore] = []
@@ -353,11 +397,11 @@ def evaluate_stvg(
                 fix="predict every GT video, with a box for every sampled frame inside the GT tube",
             )
         excluded[outcome.video_id] = outcome.reason
-    qtypes = sorted({s.qtype for s in scores if s.qtype is not None})
+    overall, per_qtype = summarise_by_qtype(scores, _summary)
     return StvgResult(
         dataset=gt.dataset,
-        overall=_summary(scores),
-        per_qtype={q: _summary([s for s in scores if s.qtype == q]) for q in qtypes},
+        overall=overall,
+        per_qtype=per_qtype,
         videos=scores,
         excluded=excluded,
         ignored_predictions=ignored,

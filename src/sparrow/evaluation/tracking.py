@@ -147,12 +147,22 @@ class TrackingCounts:
         return TrackingCounts(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
 
 
-def _hota(seq: TrackingSequence, c: TrackingCounts) -> None:
+def _one_side_empty(seq: TrackingSequence) -> tuple[int, int] | None:
+    """``(missed GT dets, unmatched tracker dets)`` when one side has no detection at all, else None.
+
+    TrackEval's metrics return early in that case: every detection of the other side is an error.
+    """
     if seq.n_tracker_dets == 0:
-        c.hota_fn += seq.n_gt_dets
-        return
+        return seq.n_gt_dets, 0
     if seq.n_gt_dets == 0:
-        c.hota_fp += seq.n_tracker_dets
+        return 0, seq.n_tracker_dets
+    return None
+
+
+def _hota(seq: TrackingSequence, c: TrackingCounts) -> None:
+    if (empty := _one_side_empty(seq)) is not None:
+        c.hota_fn += empty[0]
+        c.hota_fp += empty[1]
         return
     potential = np.zeros((seq.n_gt_ids, seq.n_tracker_ids))
     gt_count = np.zeros((seq.n_gt_ids, 1))
@@ -192,12 +202,11 @@ def _hota(seq: TrackingSequence, c: TrackingCounts) -> None:
 
 
 def _clear(seq: TrackingSequence, c: TrackingCounts) -> None:
-    if seq.n_tracker_dets == 0:
-        c.clr_fn += seq.n_gt_dets
-        c.ml += seq.n_gt_ids
-        return
-    if seq.n_gt_dets == 0:
-        c.clr_fp += seq.n_tracker_dets
+    if (empty := _one_side_empty(seq)) is not None:
+        c.clr_fn += empty[0]
+        c.clr_fp += empty[1]
+        if seq.n_tracker_dets == 0:  # every GT track is mostly lost
+            c.ml += seq.n_gt_ids
         return
     n = seq.n_gt_ids
     seen = np.zeros(n)
@@ -242,11 +251,9 @@ def _clear(seq: TrackingSequence, c: TrackingCounts) -> None:
 
 
 def _identity(seq: TrackingSequence, c: TrackingCounts) -> None:
-    if seq.n_tracker_dets == 0:
-        c.idfn += seq.n_gt_dets
-        return
-    if seq.n_gt_dets == 0:
-        c.idfp += seq.n_tracker_dets
+    if (empty := _one_side_empty(seq)) is not None:
+        c.idfn += empty[0]
+        c.idfp += empty[1]
         return
     potential = np.zeros((seq.n_gt_ids, seq.n_tracker_ids))
     for g, p, s in zip(seq.gt_ids, seq.tracker_ids, seq.similarity, strict=True):

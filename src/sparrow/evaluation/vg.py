@@ -42,16 +42,22 @@ away from the frame numbers of :func:`vg_frames`; that concerns inference, not t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from sparrow.errors import DataFormatError, EvaluationError
-from sparrow.evaluation.stvg import print_summary_table, recall_at, sequential_mean
+from sparrow.evaluation.stvg import (
+    QtypeResult,
+    recall_at,
+    sequential_mean,
+    summarise_by_qtype,
+    unknown_predictions,
+)
 from sparrow.evaluation.stvg_data import StvgVideo, load_stvg_annotations, sample_frame_ids
 from sparrow.structures.boxes import box_iou
 from sparrow.structures.masks import RLE, rle_decode
@@ -243,7 +249,7 @@ def _score_item(item: _Item) -> VgVideoScore | str:
     return VgVideoScore(video.video_id, item.qtype, total / max(len(item.frames), 1), len(item.frames))
 
 
-def _summary(scores: list[VgVideoScore]) -> dict[str, float | int]:
+def _summary(scores: Sequence[VgVideoScore]) -> dict[str, float | int]:
     values = [s.gt_viou for s in scores]
     out: dict[str, float | int] = {"n_videos": len(values), "mIoU": sequential_mean(values)}
     for r in VG_THRESHOLDS:
@@ -252,37 +258,14 @@ def _summary(scores: list[VgVideoScore]) -> dict[str, float | int]:
 
 
 @dataclass(frozen=True)
-class VgResult:
-    """Grounding mIoU results: ``overall`` and ``per_qtype`` (``mIoU``, ``gt_vIoU@R``, ``n_videos``)."""
+class VgResult(QtypeResult[VgVideoScore]):
+    """Grounding mIoU results; summaries hold ``mIoU``, ``gt_vIoU@0.3``, ``gt_vIoU@0.5``, ``n_videos``."""
 
-    dataset: str
-    overall: dict[str, float | int]
-    per_qtype: dict[str, dict[str, float | int]]
-    videos: list[VgVideoScore]
-    excluded: dict[str, str]
-    ignored_predictions: list[str]
-    settings: dict[str, Any] = field(default_factory=dict)
+    benchmark: ClassVar[str] = "vg"
+    title: ClassVar[str] = "Grounding mIoU"
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """Full-precision JSON form (``mIoU``, ``gt_vIoU@0.3``, ``gt_vIoU@0.5``, ``per_qtype``, ...)."""
-        return {
-            "benchmark": f"vg/{self.dataset}",
-            **self.overall,
-            "per_qtype": self.per_qtype,
-            "settings": self.settings,
-            "excluded": self.excluded,
-            "ignored_predictions": self.ignored_predictions,
-            "per_video": {
-                s.video_id: {"qtype": s.qtype, "gt_vIoU": s.gt_viou, "n_frames": s.n_frames}
-                for s in self.videos
-            },
-        }
-
-    def print_table(self, console: Any = None) -> None:
-        """Rich table with the official display rounding (4 decimals)."""
-        print_summary_table(
-            f"Grounding mIoU ({self.dataset})", self.overall, self.per_qtype, len(self.excluded), console
-        )
+    def video_json(self, score: VgVideoScore) -> dict[str, Any]:
+        return {"qtype": score.qtype, "gt_vIoU": score.gt_viou, "n_frames": score.n_frames}
 
 
 def evaluate_vg(
@@ -316,14 +299,7 @@ def evaluate_vg(
         preds = load_vg_predictions(pred_path)
     else:  # an in-memory mapping: normalise the keys as the JSON reader does
         preds = {str(k): {int(f): r for f, r in v.items()} for k, v in predictions.items()}  # type: ignore[union-attr]
-    known = {v.video_id for v in gt.videos}
-    ignored = sorted(k for k in preds if k not in known)
-    if ignored and strict:
-        raise EvaluationError(
-            f"{len(ignored)} prediction(s) for unknown videos, e.g. {ignored[0]!r}",
-            path=pred_path,
-            fix="evaluate against the matching annotation file",
-        )
+    ignored = unknown_predictions(preds, gt, pred_path, strict=strict)
     items = []
     for v in gt.videos:
         try:
@@ -358,11 +334,11 @@ def evaluate_vg(
             )
         else:
             excluded[item.video.video_id] = outcome
-    qtypes = sorted({s.qtype for s in scores})
+    overall, per_qtype = summarise_by_qtype(scores, _summary)
     return VgResult(
         dataset=gt.dataset,
-        overall=_summary(scores),
-        per_qtype={q: _summary([s for s in scores if s.qtype == q]) for q in qtypes},
+        overall=overall,
+        per_qtype=per_qtype,
         videos=scores,
         excluded=excluded,
         ignored_predictions=ignored,

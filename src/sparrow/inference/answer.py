@@ -83,7 +83,9 @@ def question_for(prompt: str, template: str) -> tuple[str, str]:
     """
     text = " ".join(str(prompt).split())
     if not text:
-        raise ConfigError("the prompt is empty", fix='give a referring expression ("the red circle") or a question')
+        raise ConfigError(
+            "the prompt is empty", fix='give a referring expression ("the red circle") or a question'
+        )
     if text.endswith("?"):
         return text, text
     phrase = text.rstrip(".")

@@ -22,10 +22,6 @@ from sparrow.errors import ConfigError, VideoReadError
 from sparrow.io import DEFAULT_FOLDER_FPS, VideoReader, open_video, read_rgb_image
 from sparrow.io.writer import as_rgb_frame
 
-VideoInput = str | Path | VideoReader | np.ndarray | Sequence[np.ndarray] | Sequence[Path]
-"""What the pipeline accepts as a video: a file or frame folder path, an open reader, a uint8 array
-``(T, H, W, 3)`` / ``(T, H, W)``, a list of frames, or a list of image paths."""
-
 
 class FrameSource(Protocol):
     """Frames of one video (see the module docstring)."""
@@ -40,6 +36,11 @@ class FrameSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+VideoInput = str | Path | VideoReader | np.ndarray | Sequence[np.ndarray] | Sequence[Path] | FrameSource
+"""What the pipeline accepts as a video: a file or frame folder path, an open reader, a uint8 array
+``(T, H, W, 3)`` / ``(T, H, W)``, a list of frames, a list of image paths, or a :class:`FrameSource`."""
 
 
 class ReaderFrames:
@@ -136,6 +137,8 @@ def open_frames(video: VideoInput, *, fps: float | None = None) -> FrameSource:
         VideoReadError: missing, empty, corrupt or unsupported video.
         ConfigError: an object that is not a video.
     """
+    if hasattr(video, "iter_frames") and hasattr(video, "num_frames") and not isinstance(video, VideoReader):
+        return video  # already a FrameSource
     if isinstance(video, str | Path):
         reader = open_video(video, fps=fps)
         if reader.info.num_frames == 0:
@@ -208,7 +211,9 @@ class SamFrames(Sequence[Tensor]):
         chunk: frames decoded per backward step (also bounds the cache).
     """
 
-    def __init__(self, source: FrameSource, preprocess: Callable[[np.ndarray], Tensor], chunk: int = 16) -> None:
+    def __init__(
+        self, source: FrameSource, preprocess: Callable[[np.ndarray], Tensor], chunk: int = 16
+    ) -> None:
         self.source = source
         self.preprocess = preprocess
         self.chunk = max(1, int(chunk))
@@ -238,12 +243,15 @@ class SamFrames(Sequence[Tensor]):
         self._last = t
         return hit
 
-    def _put(self, t: int, frame: np.ndarray, keep: int) -> None:
-        self._cache[t] = self.preprocess(frame[None])[0]
+    def _put(self, t: int, frame: np.ndarray, keep: range) -> None:
+        """Cache frame ``t``; beyond the bound, drop the frames outside ``keep`` farthest from it."""
+        self._cache[t] = self.preprocess(np.array(frame[None]))[0]  # a writable copy for torch
         self.decoded += 1
-        limit = self.chunk + 2
-        if len(self._cache) > limit:
-            for old in sorted(self._cache, key=lambda i: abs(i - keep), reverse=True)[: len(self._cache) - limit]:
+        excess = len(self._cache) - (self.chunk + 2)
+        if excess > 0:
+            centre = keep[-1]
+            others = sorted((i for i in self._cache if i not in keep), key=lambda i: abs(i - centre), reverse=True)
+            for old in others[:excess]:
                 del self._cache[old]
 
     def _forward(self, t: int) -> None:
@@ -253,14 +261,14 @@ class SamFrames(Sequence[Tensor]):
             self._next = t
         while self._next <= t:
             index, frame = next(self._stream)
-            self._put(index, frame, keep=t)
+            self._put(index, frame, keep=range(index, t + 1))
             self._next = index + 1
 
     def _backward(self, t: int) -> None:
         self._close_stream()
         start = max(0, t - self.chunk + 1)
         for index, frame in self.source.iter_frames(np.arange(start, t + 1, dtype=np.int64)):
-            self._put(index, frame, keep=t)
+            self._put(index, frame, keep=range(start, t + 1))
 
     def _close_stream(self) -> None:
         close = getattr(self._stream, "close", None)

@@ -13,6 +13,8 @@ TRAIN_HINT = (
     "commands), then `sparrow train synref_tiny --out runs/synref_tiny`, and pass "
     "--model runs/synref_tiny/2-filter/final (or copy that folder to {bundled})"
 )
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """``"default"`` -> the bundled model folder; a path stays a path.
 

@@ -86,7 +86,13 @@ class GroundingOptions:
             bad(f"propagation={self.propagation!r} is not video or framewise", "use video or framewise")
         if self.key_frame not in ("first", "best"):
             bad(f"key_frame={self.key_frame!r} is not first or best", "use first or best")
-        for name in ("max_new_tokens", "key_frame_candidates", "reprompt_patience", "reprompt_every", "encoder_chunk"):
+        for name in (
+            "max_new_tokens",
+            "key_frame_candidates",
+            "reprompt_patience",
+            "reprompt_every",
+            "encoder_chunk",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 bad(f"{name}={value!r} must be an integer >= 1", f"give {name} a positive integer")

@@ -126,7 +126,11 @@ class GroundingPipeline:
         return cls(model, options, device=device_, dtype=dtype, name=str(folder))
 
     def _provenance(self) -> dict[str, str]:
-        return {"model": self.name, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+        return {
+            "model": self.name,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
 
     def session(self, video: VideoInput, *, fps: float | None = None) -> GroundingSession:
         """A :class:`GroundingSession` on ``video`` (any :data:`~sparrow.inference.frames.VideoInput`)."""
@@ -160,4 +164,3 @@ class GroundingPipeline:
         stream.meta.update(self._provenance())
         stream.close_session = True
         return stream
-

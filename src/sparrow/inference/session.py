@@ -287,7 +287,9 @@ class GroundingSession:
             else:
                 tsf = self.tsf_tokens(tsf_track)
         elif mode != "off" and (self.options.self_tsf or mode == "train+infer"):
-            first = self._query(prompt, None, history, {"prompt": prompt, "warnings": [], "timings": {}}).result()
+            first = self._query(
+                prompt, None, history, {"prompt": prompt, "warnings": [], "timings": {}}
+            ).result()
             meta["self_tsf_first_pass"] = {"text": first.text, "raw_text": first.raw_text}
             if first.phrases and first.phrases[0].masklet.presence.any():
                 tsf = self.tsf_tokens(self._track_of(first.phrases[0].masklet))

@@ -160,7 +160,9 @@ def to_original(
 
 def _pooled(embedding: Tensor, mask_logits: Tensor) -> Tensor | None:
     """Mean SAM2 embedding ``(C,)`` inside a mask: ``embedding`` ``(C, h, w)``, ``mask_logits`` ``(H', W')``."""
-    weights = F.interpolate((mask_logits > 0).float()[None, None], size=embedding.shape[-2:], mode="area")[0, 0]
+    weights = F.interpolate((mask_logits > 0).float()[None, None], size=embedding.shape[-2:], mode="area")[
+        0, 0
+    ]
     total = weights.sum()
     if float(total) <= 0:
         return None
@@ -218,7 +220,9 @@ def propagate(
     if not prompts:
         return
     if options.reprompt and model.config.propagation == "video":
-        yield from _propagate_reprompting(model, frames, key_frame, prompts, targets, key_features, size, options)
+        yield from _propagate_reprompting(
+            model, frames, key_frame, prompts, targets, key_features, size, options
+        )
         return
     thr = options.mask_threshold
     runs = [model.propagate(frames, key_frame, box=p.box, seg_embedding=p.seg) for p in prompts]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .frame_folder import list_frame_files, natural_key, read_rgb_image
+from .frame_folder import image_size, list_frame_files, natural_key, read_rgb_image
 from .info import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoInfo
 from .mask_files import davis_palette, read_gray_png, read_index_png, write_binary_png, write_index_png
 from .sampling import sample_frame_indices
@@ -16,6 +16,7 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "davis_palette",
+    "image_size",
     "list_frame_files",
     "natural_key",
     "open_video",

@@ -9,8 +9,9 @@ extensions and hidden files are ignored. Images are decoded with PIL and convert
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -21,6 +22,7 @@ from .info import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, VideoInfo
 
 _DIGITS = re.compile(r"(\d+)")
 _FORMAT_NAMES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
+T = TypeVar("T")
 
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
@@ -53,14 +55,24 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _decode(path: Path, read: Callable[[Image.Image], T]) -> T:
+    """``read(image)`` on the opened image file; unreadable files raise :class:`VideoReadError`."""
     try:
         with Image.open(path) as im:
-            return im.height, im.width
+            return read(im)
     except (OSError, ValueError) as err:
         raise VideoReadError(
             f"cannot read frame image ({err})", path=path, fix="re-export or remove this frame"
         ) from err
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file, read from its header.
+
+    Raises:
+        VideoReadError: the file is missing, truncated or not an image.
+    """
+    return _decode(Path(path), lambda im: (im.height, im.width))
 
 
 def read_rgb_image(path: str | Path) -> np.ndarray:
@@ -69,14 +81,7 @@ def read_rgb_image(path: str | Path) -> np.ndarray:
     Raises:
         VideoReadError: the file is missing, truncated or not an image.
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as err:
-        raise VideoReadError(
-            f"cannot read frame image ({err})", path=path, fix="re-export or remove this frame"
-        ) from err
+    return _decode(Path(path), lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
 class FolderSource:
@@ -87,7 +92,7 @@ class FolderSource:
         self.files = list_frame_files(folder)
         sizes = {}
         for f in self.files:
-            sizes.setdefault(_image_size(f), f)
+            sizes.setdefault(image_size(f), f)
         if len(sizes) > 1:
             listed = ", ".join(f"{f.name} is {w}x{h}" for (h, w), f in list(sizes.items())[:3])
             raise VideoReadError(

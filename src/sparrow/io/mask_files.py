@@ -12,7 +12,6 @@ Writers go through a temporary name and a rename, so a crash never leaves a half
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from sparrow.errors import DataFormatError
+from sparrow.io.atomic import atomic_file
 
 
 def davis_palette() -> np.ndarray:
@@ -36,15 +36,9 @@ def davis_palette() -> np.ndarray:
     return palette
 
 
-def _atomic_save(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+def _save_png(image: Image.Image, path: Path) -> None:
+    with atomic_file(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_index_png(path: str | Path, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
@@ -55,8 +49,10 @@ def write_index_png(path: str | Path, labels: np.ndarray, palette: np.ndarray | 
     if arr.size and (arr.min() < 0 or arr.max() > 255):
         raise ValueError("object ids must lie in 0..255")
     image = Image.fromarray(arr.astype(np.uint8), mode="P")
-    image.putpalette((davis_palette() if palette is None else np.asarray(palette, np.uint8)).reshape(-1).tolist())
-    _atomic_save(image, Path(path))
+    image.putpalette(
+        (davis_palette() if palette is None else np.asarray(palette, np.uint8)).reshape(-1).tolist()
+    )
+    _save_png(image, Path(path))
 
 
 def write_binary_png(path: str | Path, mask: np.ndarray, value: int = 255) -> None:
@@ -64,7 +60,7 @@ def write_binary_png(path: str | Path, mask: np.ndarray, value: int = 255) -> No
     arr = np.asarray(mask, dtype=bool)
     if arr.ndim != 2:
         raise ValueError(f"mask must be (H, W), got {arr.shape}")
-    _atomic_save(Image.fromarray(arr.astype(np.uint8) * np.uint8(value), mode="L"), Path(path))
+    _save_png(Image.fromarray(arr.astype(np.uint8) * np.uint8(value), mode="L"), Path(path))
 
 
 def read_index_png(path: str | Path, *, convert: bool = True) -> np.ndarray:
@@ -89,7 +85,9 @@ def read_index_png(path: str | Path, *, convert: bool = True) -> np.ndarray:
                 im = im.convert("L")
             arr = np.array(im)
     except (OSError, ValueError) as err:
-        raise DataFormatError(f"cannot read mask PNG ({err})", path=path, fix="re-export the mask as a PNG") from err
+        raise DataFormatError(
+            f"cannot read mask PNG ({err})", path=path, fix="re-export the mask as a PNG"
+        ) from err
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     return arr.astype(np.uint8) if arr.dtype != np.uint8 else arr
@@ -100,5 +98,7 @@ def read_gray_png(path: str | Path) -> np.ndarray:
     path = Path(path)
     arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if arr is None:
-        raise DataFormatError("mask file missing or unreadable", path=path, fix="check the folder layout and frame names")
+        raise DataFormatError(
+            "mask file missing or unreadable", path=path, fix="check the folder layout and frame names"
+        )
     return arr

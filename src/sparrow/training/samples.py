@@ -147,4 +147,6 @@ class ConversationSource:
         if sources:
             # key frame = first SAM frame = first clip frame (the processor's uniform SAM indices start at 0)
             object_masks = np.stack([s.load([int(positions[0])])[0] for s in sources])
-        return self.processor.training_sample(clip.frames, users[0], answers[0], seg_masks, object_masks=object_masks)
+        return self.processor.training_sample(
+            clip.frames, users[0], answers[0], seg_masks, object_masks=object_masks
+        )

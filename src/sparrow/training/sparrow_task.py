@@ -22,7 +22,7 @@ from torch import nn
 
 from sparrow.data.conversations import caption_conversation, expression_conversation, tube_conversation
 from sparrow.data.mask_sources import MaskSource
-from sparrow.data.records import Conversation
+from sparrow.data.records import Conversation, DatasetSplit
 from sparrow.data.registry import get_format
 from sparrow.errors import ConfigError
 from sparrow.models import SparrowModel, SparrowTokenizer, collate, load_config, train_tokenizer
@@ -30,21 +30,27 @@ from sparrow.models.processor import SparrowProcessor
 
 from .recipe import DatasetSpec, Recipe
 from .samples import ConversationSource, object_mask_sources
+from .validation import grounding_metrics
 
 
-def read_conversations(spec: DatasetSpec) -> tuple[list[Conversation], dict[str, list[MaskSource]]]:
-    """The conversations of one dataset of the mixture and, for referring segmentation, the
-    per-object masks of its videos (proposer targets).
+def open_split(spec: DatasetSpec) -> DatasetSplit:
+    """Read (index) the split of one dataset of the recipe.
 
     Raises:
         ConfigError: the dataset has no ``root``.
         DataFormatError: the files do not follow the format (from the reader).
     """
     if spec.root is None:
-        raise ConfigError(
-            f"dataset {spec.name!r} has no root", fix="set data.train[].root to the dataset folder"
-        )
-    split = get_format(spec.format).open(spec.root, spec.split)
+        raise ConfigError(f"dataset {spec.name!r} has no root", fix="set its root to the dataset folder")
+    return get_format(spec.format).open(spec.root, spec.split)
+
+
+def read_conversations(
+    spec: DatasetSpec, split: DatasetSplit | None = None
+) -> tuple[list[Conversation], dict[str, list[MaskSource]]]:
+    """The conversations of one dataset of the mixture and, for referring segmentation, the
+    per-object masks of its videos (proposer targets)."""
+    split = open_split(spec) if split is None else split
     objects: dict[str, list[MaskSource]] = {}
     if spec.task == "referring_segmentation":
         items = [
@@ -76,13 +82,20 @@ class SparrowTask:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
+        self._splits: dict[str, DatasetSplit] = {}
         self._data: dict[str, tuple[list[Conversation], dict[str, list[MaskSource]]]] = {}
         self._pad_id: int | None = None
 
+    def _split(self, spec: DatasetSpec) -> DatasetSplit:
+        key = f"{spec.format}:{spec.root}:{spec.split}"
+        if key not in self._splits:
+            self._splits[key] = open_split(spec)
+        return self._splits[key]
+
     def _dataset(self, spec: DatasetSpec) -> tuple[list[Conversation], dict[str, list[MaskSource]]]:
-        key = f"{spec.name}:{spec.root}:{spec.split}:{spec.task}:{spec.max_items}"
+        key = f"{spec.format}:{spec.root}:{spec.split}:{spec.task}:{spec.max_items}"
         if key not in self._data:
-            self._data[key] = read_conversations(spec)
+            self._data[key] = read_conversations(spec, self._split(spec))
         return self._data[key]
 
     def build_model(self) -> SparrowModel:
@@ -120,18 +133,24 @@ class SparrowTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, stage: int) -> dict[str, Any]:
-        """Teacher-forced loss terms on the held-out datasets (each item built with seed 0)."""
-        if not self.recipe.data.val:
-            return {}
+        """Per held-out dataset ``name``: the teacher-forced loss terms on its first
+        ``validation.max_items`` items (built with seed 0) as ``name/loss``, ``name/lm_ce``, ...; for
+        referring segmentation in the MeViS layout also ``name/J&F``, ``name/J``, ``name/F`` and
+        ``name/id_switch_rate`` of the model's own answers (:mod:`.validation`)."""
         limit = self.recipe.validation.max_items
         device = next(model.parameters()).device
-        totals: dict[str, float] = {}
-        count = 0
-        for source in self._sources(self.recipe.data.val, model):
+        metrics: dict[str, Any] = {}
+        for spec, source in zip(
+            self.recipe.data.val, self._sources(self.recipe.data.val, model), strict=True
+        ):
             n = len(source) if limit is None else min(len(source), limit)
+            totals: dict[str, float] = {}
             for i in range(n):
                 out = model(self.collate([source.build(i, 0)]).to(device))
                 for key, value in {"loss": out.loss, **out.losses}.items():
-                    totals[key] = totals.get(key, 0.0) + float(value)
-                count += 1
-        return {f"val_{k}": v / count for k, v in totals.items()} | {"val_items": count}
+                    totals[key] = totals.get(key, 0.0) + float(value) / n
+            metrics.update({f"{spec.name}/{k}": v for k, v in totals.items()})
+            if spec.task == "referring_segmentation" and spec.format == "mevis":
+                scores = grounding_metrics(model, self._split(spec), limit)
+                metrics.update({f"{spec.name}/{k}": v for k, v in scores.items()})
+        return metrics

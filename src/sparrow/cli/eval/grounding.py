@@ -12,17 +12,7 @@ from pathlib import Path
 import typer
 
 from . import app
-
-_WORKERS_HELP = "Worker processes (default: number of CPU cores; 1 runs in-process)."
-_JSON_HELP = "Write the full-precision results to this JSON file (atomically)."
-_STRICT_HELP = "Fail with an error naming the file instead of excluding / zero-scoring what is missing."
-
-
-def _write_json(path: Path | None, data: dict) -> None:
-    if path is not None:
-        from sparrow.evaluation.report import write_json
-
-        write_json(path, data)
+from .options import JSON_OUT, STRICT, WORKERS, write_results
 
 
 @app.command("stvg")
@@ -39,16 +29,16 @@ def stvg(
     video_max_len: int = typer.Option(
         200, "--video-max-len", min=1, help="At most this many sampled frames (official 200)."
     ),
-    workers: int | None = typer.Option(None, "--workers", min=1, help=_WORKERS_HELP),
-    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """Spatio-temporal grounding (VidSTG / HC-STVG): m_tIoU, m_vIoU, vIoU@0.3/0.5, gt_vIoU, per qtype."""
     from sparrow.evaluation.stvg import evaluate_stvg
 
     result = evaluate_stvg(gt, pred, fps=fps, video_max_len=video_max_len, strict=strict, workers=workers)
     result.print_table()
-    _write_json(json_out, result.to_json_dict())
+    write_results(result, json_out)
 
 
 @app.command("vg")
@@ -73,9 +63,9 @@ def vg(
     min_blob: int = typer.Option(
         20, "--min-blob", min=0, help="Remove 4-connected blobs under this many pixels (official 20)."
     ),
-    workers: int | None = typer.Option(None, "--workers", min=1, help=_WORKERS_HELP),
-    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """VideoGLaMM/SPARROW grounding mIoU: box IoU of mask boxes in the GT tube, per qtype."""
     from sparrow.errors import ConfigError
@@ -99,7 +89,7 @@ def vg(
         workers=workers,
     )
     result.print_table()
-    _write_json(json_out, result.to_json_dict())
+    write_results(result, json_out)
 
 
 class TextSimilarityChoice(StrEnum):
@@ -148,9 +138,9 @@ def gcg(
     compat: bool = typer.Option(
         False, "--compat", help="Official control flow, incl. the recall double count."
     ),
-    workers: int | None = typer.Option(None, "--workers", min=1, help=_WORKERS_HELP),
-    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """Video GCG: mIoU, recall, AP50, METEOR, CIDEr, BLEU-1..4, ROUGE-L and CLAIR."""
     from sparrow.errors import ConfigError
@@ -193,4 +183,4 @@ def gcg(
         workers=workers,
     )
     result.print_table()
-    _write_json(json_out, result.to_json_dict())
+    write_results(result, json_out)

@@ -12,27 +12,11 @@ from typing import Any
 import typer
 
 from . import app
+from .options import JSON_OUT, MASK_DICT, META, STRICT, WORKERS, write_results
 
-_WORKERS = typer.Option(
-    None, "--workers", min=1, help="Worker processes (default: all CPU cores; 1 = in-process)."
-)
-_STRICT = typer.Option(
-    False,
-    "--strict",
-    help="Fail with an error naming the file instead of the official silent drop / score-0 behaviour.",
-)
-_JSON = typer.Option(None, "--json", help="Write the full-precision results to this JSON file (atomically).")
 _DECAY = typer.Option(
     "official", "--decay-mode", help="official (uint8 bin wrap at >= 257 frames, as davis2017) or corrected."
 )
-
-
-def _finish(result: Any, json_out: Path | None) -> None:
-    if json_out is not None:
-        from sparrow.evaluation.report import write_json
-
-        write_json(json_out, result.to_json_dict())
-        typer.echo(f"results written to {json_out}")
 
 
 @app.command("davis")
@@ -51,9 +35,9 @@ def davis(
         "480p", "--resolution", help="Annotation resolution folder (480p, Full-Resolution)."
     ),
     decay_mode: str = _DECAY,
-    workers: int | None = _WORKERS,
-    strict: bool = _STRICT,
-    json_out: Path | None = _JSON,
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """DAVIS-2017 J&F (davis2017-evaluation): J/F Mean, Recall, Decay over all objects."""
     from sparrow.evaluation.davis import evaluate_davis
@@ -69,7 +53,7 @@ def davis(
         decay_mode=decay_mode,  # type: ignore[arg-type]
     )
     result.print_table()
-    _finish(result, json_out)
+    write_results(result, json_out)
 
 
 @app.command("mevis")
@@ -82,14 +66,14 @@ def mevis(
     results: Path = typer.Option(
         ..., "--results", help="Predictions: <video>/<exp_id>/<frame>.png (non-zero = object)."
     ),
-    meta: Path | None = typer.Option(None, "--meta", help="meta_expressions.json (default: in --gt)."),
-    mask_dict: Path | None = typer.Option(None, "--mask-dict", help="mask_dict.json (default: in --gt)."),
+    meta: Path | None = META,
+    mask_dict: Path | None = MASK_DICT,
     annotations: Path | None = typer.Option(
         None, "--annotations", help="Palette-PNG folder (default: --gt/Annotations)."
     ),
-    workers: int | None = _WORKERS,
-    strict: bool = _STRICT,
-    json_out: Path | None = _JSON,
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """MeViS J&F (tools/eval_mevis.py): per-expression means over all frames, then mean over expressions."""
     from sparrow.evaluation.mevis import evaluate_mevis
@@ -104,7 +88,7 @@ def mevis(
         strict=strict,
     )
     result.print_table()
-    _finish(result, json_out)
+    write_results(result, json_out)
 
 
 @app.command("refdavis")
@@ -127,9 +111,9 @@ def refdavis(
     ),
     image_set: str = typer.Option("val", "--set", help="DAVIS sequence list (referformer protocol)."),
     decay_mode: str = _DECAY,
-    workers: int | None = _WORKERS,
-    strict: bool = _STRICT,
-    json_out: Path | None = _JSON,
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """Ref-DAVIS17 J&F under one of its two (not comparable) protocols."""
     from sparrow.errors import ConfigError
@@ -157,7 +141,7 @@ def refdavis(
         result.print_table(decimals=2, scale=100.0)  # VISA prints round(100 * x, 2)
     else:
         raise ConfigError(f"unknown protocol {protocol!r}", fix="use referformer or per-expression")
-    _finish(result, json_out)
+    write_results(result, json_out)
 
 
 @app.command("revos")
@@ -173,7 +157,7 @@ def revos(
     meta: Path | None = typer.Option(
         None, "--meta", help="Meta expressions file (default: --gt/meta_expressions_valid_.json)."
     ),
-    mask_dict: Path | None = typer.Option(None, "--mask-dict", help="mask_dict.json (default: in --gt)."),
+    mask_dict: Path | None = MASK_DICT,
     foreground: Path | None = typer.Option(
         None,
         "--foreground",
@@ -184,9 +168,9 @@ def revos(
         "--r-weight",
         help="png_gray (official: FP pixels weigh their grey value) or binary (0/1).",
     ),
-    workers: int | None = _WORKERS,
-    strict: bool = _STRICT,
-    json_out: Path | None = _JSON,
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """ReVOS (VISA): J, F, A, R per subset (referring, reason) and overall, in percent."""
     from sparrow.evaluation.revos import evaluate_revos
@@ -202,7 +186,7 @@ def revos(
         strict=strict,
     )
     result.print_table()
-    _finish(result, json_out)
+    write_results(result, json_out)
 
 
 @app.command("identity")
@@ -211,15 +195,15 @@ def identity(
         None, "--gt", help="MeViS-layout split: meta_expressions.json + mask_dict.json."
     ),
     results: Path = typer.Option(..., "--results", help="Predictions: <video>/<exp_id>/<frame>.png."),
-    meta: Path | None = typer.Option(None, "--meta", help="meta_expressions.json (default: in --gt)."),
-    mask_dict: Path | None = typer.Option(None, "--mask-dict", help="mask_dict.json (default: in --gt)."),
-    workers: int | None = _WORKERS,
-    strict: bool = _STRICT,
-    json_out: Path | None = _JSON,
+    meta: Path | None = META,
+    mask_dict: Path | None = MASK_DICT,
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
 ) -> None:
     """Identity-switch rate of referring predictions, plus IDF1 / IDSW / HOTA on the masklets."""
     from sparrow.evaluation.identity import evaluate_identity
 
     result = evaluate_identity(gt, results, meta=meta, mask_dict=mask_dict, workers=workers, strict=strict)
     result.print_table()
-    _finish(result, json_out)
+    write_results(result, json_out)

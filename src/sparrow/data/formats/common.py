@@ -14,8 +14,8 @@ from typing import Any, Literal, Self
 import numpy as np
 from PIL import Image
 
-from sparrow.errors import DataFormatError, VideoWriteError
-from sparrow.io.atomic import atomic_dir, atomic_file
+from sparrow.errors import DataFormatError
+from sparrow.io.atomic import atomic_dir, atomic_file, ensure_absent
 from sparrow.io.mask_files import write_binary_png
 
 from ..issues import Issues
@@ -120,7 +120,7 @@ class TreeWriter:
     ``out`` through a temporary file and removed. On an exception nothing is left behind.
 
     Raises:
-        VideoWriteError: ``out`` exists and ``overwrite`` is False.
+        OutputExistsError: ``out`` exists and ``overwrite`` is False.
     """
 
     def __init__(self, out: str | Path, *, as_zip: bool = False, overwrite: bool = False) -> None:
@@ -132,10 +132,7 @@ class TreeWriter:
 
     def __enter__(self) -> Self:
         if self.as_zip:
-            if self.out.exists() and not self.overwrite:
-                raise VideoWriteError(
-                    "output already exists", path=self.out, fix="choose a new path or pass overwrite"
-                )
+            ensure_absent(self.out, overwrite=self.overwrite)
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.build", dir=self.out.parent))
         else:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparrow.io.atomic import atomic_file
+from sparrow.io.atomic import write_text_atomic
 
 from ..issues import Issues, strict_issues
 from ..records import DatasetSplit, TubeBoxes, TubeRecord, VideoRecord, frame_numbers_from_names
@@ -80,10 +80,6 @@ def _video(entry: dict[str, Any], videos_root: Path, frames: Sequence[int], fps:
     )
 
 
-def _missing(entry: Any, keys: Sequence[str]) -> list[str]:
-    return [k for k in keys if not isinstance(entry, dict) or k not in entry]
-
-
 _EXTRA_SKIP = {
     "caption",
     "qtype",
@@ -95,6 +91,41 @@ _EXTRA_SKIP = {
 }
 
 
+def _missing(entry: Any, keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if not isinstance(entry, dict) or k not in entry]
+
+
+def _open(
+    root: str | Path, name: str, videos_root: str | Path | None, issues: Issues | None
+) -> tuple[Issues, Path, Path, Path, Any]:
+    """``(issue sink, root, videos root, annotation path, parsed JSON or None)`` of a split."""
+    sink = strict_issues(issues)
+    root = Path(root)
+    path = annotation_file(root, name)
+    vroot = Path(videos_root) if videos_root is not None else root
+    return sink, root, vroot, path, read_json(path, sink)
+
+
+def _tube(
+    entry: dict[str, Any],
+    video: VideoRecord,
+    span: tuple[int, int],
+    boxes: TubeBoxes,
+    target_id: str | None = None,
+) -> TubeRecord:
+    """The tube of one annotation entry (query id, caption, qtype and the other keys from ``entry``)."""
+    return TubeRecord(
+        query_id=str(entry["video_id"]),
+        video=video,
+        sentence=str(entry["caption"]),
+        qtype=str(entry.get("qtype", "declarative")),
+        span=span,
+        boxes=boxes,
+        target_id=target_id,
+        extra={k: v for k, v in entry.items() if k not in _EXTRA_SKIP},
+    )
+
+
 def read_vidstg(
     root: str | Path,
     split: str = "test",
@@ -103,11 +134,7 @@ def read_vidstg(
     issues: Issues | None = None,
 ) -> DatasetSplit:
     """Index a VidSTG split (TubeDETR ``<split>.json``); boxes convert to ``xyxy`` lazily."""
-    sink = strict_issues(issues)
-    root = Path(root)
-    vroot = Path(videos_root) if videos_root is not None else root
-    path = annotation_file(root, f"{split}.json")
-    data = read_json(path, sink)
+    sink, root, vroot, path, data = _open(root, f"{split}.json", videos_root, issues)
     tubes: list[TubeRecord] = []
     videos: dict[str, VideoRecord] = {}
     if data is not None:
@@ -137,18 +164,7 @@ def read_vidstg(
                 entry, vroot, range(int(entry["start_frame"]), int(entry["end_frame"])), float(entry["fps"])
             )
             videos[qid] = video
-            tubes.append(
-                TubeRecord(
-                    query_id=qid,
-                    video=video,
-                    sentence=str(entry["caption"]),
-                    qtype=str(entry.get("qtype", "declarative")),
-                    span=span,
-                    boxes=TubeBoxes(track, span),
-                    target_id=str(entry["target_id"]),
-                    extra={k: v for k, v in entry.items() if k not in _EXTRA_SKIP},
-                )
-            )
+            tubes.append(_tube(entry, video, span, TubeBoxes(track, span), str(entry["target_id"])))
     return DatasetSplit("vidstg", split, root, videos, tubes=tuple(tubes), files=(path,))
 
 
@@ -165,11 +181,7 @@ def read_hcstvg(
     issues: Issues | None = None,
 ) -> DatasetSplit:
     """Index an HC-STVG split (v1 ``train``/``test``; v2 ``train_v2``/``val_v2``/``test_v2``)."""
-    sink = strict_issues(issues)
-    root = Path(root)
-    vroot = Path(videos_root) if videos_root is not None else root
-    path = annotation_file(root, hcstvg_file(split))
-    data = read_json(path, sink)
+    sink, root, vroot, path, data = _open(root, hcstvg_file(split), videos_root, issues)
     tubes: list[TubeRecord] = []
     videos: dict[str, VideoRecord] = {}
     if data is not None and not isinstance(data, list):
@@ -185,25 +197,20 @@ def read_hcstvg(
         n = int(entry["frame_count"])
         video = _video(entry, vroot, range(n), n / HCSTVG_CLIP_SECONDS)
         videos[qid] = video
-        tubes.append(
-            TubeRecord(
-                query_id=qid,
-                video=video,
-                sentence=str(entry["caption"]),
-                qtype=str(entry.get("qtype", "declarative")),
-                span=span,
-                boxes=TubeBoxes(entry["trajectory"], span, first_frame=span[0]),
-                extra={k: v for k, v in entry.items() if k not in _EXTRA_SKIP},
-            )
-        )
+        tubes.append(_tube(entry, video, span, TubeBoxes(entry["trajectory"], span, first_frame=span[0])))
     return DatasetSplit("hcstvg", split, root, videos, tubes=tuple(tubes), files=(path,))
 
 
 @dataclass(frozen=True)
 class StvgPrediction:
-    """One query's prediction: ``sted`` = ``[start, end)`` frame numbers; ``boxes`` = ``{frame: xyxy}``."""
+    """One query's predicted tube, as :func:`write_stvg_predictions` writes it and
+    :func:`sparrow.evaluation.stvg.load_stvg_predictions` reads it back.
 
-    sted: tuple[int, int]
+    ``sted = (start, end_exclusive)`` frame numbers of the video; ``boxes[frame] = (x1, y1, x2, y2)``,
+    ``xyxy`` in absolute pixels of the original frame.
+    """
+
+    sted: tuple[float, float]
     boxes: Mapping[int, Sequence[float]]
 
 
@@ -223,5 +230,4 @@ def _check_prediction(key: str, pred: StvgPrediction) -> dict[str, Any]:
 def write_stvg_predictions(path: str | Path, predictions: Mapping[str, StvgPrediction]) -> None:
     """Write the STVG prediction JSON atomically (keys: query ids; boxes ``xyxy`` absolute pixels)."""
     payload = {str(k): _check_prediction(str(k), p) for k, p in predictions.items()}
-    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
+    write_text_atomic(path, json.dumps(payload))

@@ -284,7 +284,7 @@ class Checker:
         self.lookalikes = [
             [j for j in range(len(looks)) if j != k and looks[j] == looks[k]] for k in range(len(looks))
         ]
-        self._cache: dict[object, list[Truth]] = {}
+        self._cache: dict[Motion | Event | Relation, tuple[list[Truth], Proof | None]] = {}
         self._matches: dict[Filter, list[int]] = {}
 
     # -- per-object facts ------------------------------------------------------------------------
@@ -402,6 +402,23 @@ class Checker:
             ]
         return self._matches[target]
 
+    def _per_object(self, pred: Motion | Event | Relation) -> tuple[list[Truth], Proof | None]:
+        """Truth of a predicate for every object (cached), with the anchor's proof for a relation
+        (everything UNCLEAR when the anchor is not proved unique)."""
+        if pred not in self._cache:
+            K = self.obs.num_objects
+            anchor = None
+            if isinstance(pred, Relation):
+                anchor = self.prove(Query(pred.anchor))
+                a = anchor.referents[0] if anchor.proved else -1
+                per = [self.relation_truth(pred, k, a) if a >= 0 else Truth.UNCLEAR for k in range(K)]
+            elif isinstance(pred, Motion):
+                per = [self.motion_truth(pred, k) for k in range(K)]
+            else:
+                per = [self.event_truth(pred, k, ()) for k in range(K)]
+            self._cache[pred] = (per, anchor)
+        return self._cache[pred]
+
     def truths(self, query: Query) -> tuple[list[Truth], Proof | None]:
         """Per-object truth of ``query`` (ignoring ``count`` and ``span``) and, for a relation, the
         anchor's proof."""
@@ -411,24 +428,10 @@ class Checker:
         anchor_proof = None
         if pred is None:
             per = [Truth.TRUE] * K
-        elif isinstance(pred, Relation):
-            anchor_proof = self.prove(Query(pred.anchor))
-            if not anchor_proof.proved:
-                return [Truth.UNCLEAR if k in candidates else Truth.FALSE for k in range(K)], anchor_proof
-            a = anchor_proof.referents[0]
-            per = [self.relation_truth(pred, k, a) for k in range(K)]
-        elif isinstance(pred, Motion):
-            key = ("motion", pred)
-            if key not in self._cache:
-                self._cache[key] = [self.motion_truth(pred, k) for k in range(K)]
-            per = self._cache[key]
-        elif pred.kind == "appears_last":
+        elif isinstance(pred, Event) and pred.kind == "appears_last":  # depends on the candidates
             per = [self.event_truth(pred, k, candidates) for k in range(K)]
         else:
-            key = ("event", pred)
-            if key not in self._cache:
-                self._cache[key] = [self.event_truth(pred, k, ()) for k in range(K)]
-            per = self._cache[key]
+            per, anchor_proof = self._per_object(pred)
         out = [Truth(min(self.presence[k], per[k])) if k in candidates else Truth.FALSE for k in range(K)]
         return out, anchor_proof
 

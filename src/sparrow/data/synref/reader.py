@@ -36,8 +36,12 @@ def read_json(path: Path, what: str) -> Any:
         ) from err
 
 
-def video_entry(data: Any, video: str, path: Path) -> dict[str, Any]:
-    """``data["videos"][video]``, or the video at that position when ``video`` is a number."""
+def video_entry(data: Any, video: str, path: Path) -> tuple[str, dict[str, Any]]:
+    """``(name, data["videos"][name])`` where ``video`` is a name, or a position in the sorted names.
+
+    Raises:
+        DataFormatError: no such video, or no ``videos`` mapping.
+    """
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
         raise DataFormatError("no 'videos' mapping", path=path, fix="regenerate the split")
@@ -47,7 +51,7 @@ def video_entry(data: Any, video: str, path: Path) -> dict[str, Any]:
         raise DataFormatError(
             f"no video {video!r}", path=path, fix="use a name listed in meta_expressions.json or an index"
         )
-    return videos[video]
+    return video, videos[video]
 
 
 def decode_masks(mask_dict: dict[str, Any], anno_id: int, size: tuple[int, int]) -> np.ndarray:

@@ -15,14 +15,11 @@ from sparrow.errors import ConfigError, DataFormatError
 from sparrow.io.frame_folder import read_rgb_image
 from sparrow.io.writer import write_image
 from sparrow.structures import Masklet, resize_mask, rle_encode_stack
-from sparrow.viz import contact_sheet, write_overlay_video
+from sparrow.viz import OverlayStyle, contact_sheet, write_overlay_video
 
 from .reader import decode_masks, read_json, video_entry
 
-
-def _video_name(meta: dict, video: str) -> str:
-    videos = meta["videos"]
-    return video if video in videos or not video.isdigit() else sorted(videos)[int(video)]
+_STYLE = OverlayStyle(time_bar=False)  # the presence bars would hide objects near the bottom edge
 
 
 def show_video(root: str | Path, video: str, out: str | Path, console: Console | None = None) -> Path:
@@ -45,9 +42,8 @@ def show_video(root: str | Path, video: str, out: str | Path, console: Console |
         )
     meta_path = root / "meta_expressions.json"
     meta = read_json(meta_path, "meta_expressions.json")
-    entry = video_entry(meta, video, meta_path)
-    name = _video_name(meta, video)
-    objects = video_entry(read_json(root / "objects.json", "objects.json"), name, root / "objects.json")[
+    name, entry = video_entry(meta, video, meta_path)
+    objects = video_entry(read_json(root / "objects.json", "objects.json"), name, root / "objects.json")[1][
         "objects"
     ]
     mask_dict = read_json(root / "mask_dict.json", "mask_dict.json")
@@ -82,11 +78,10 @@ def show_video(root: str | Path, video: str, out: str | Path, console: Console |
             )
         )
     if out.suffix.lower() == ".png":
-        write_image(out, contact_sheet(frames, masklets, columns=4, tile_width=None))
+        write_image(out, contact_sheet(frames, masklets, columns=4, tile_width=None, style=_STYLE))
     else:
-        write_overlay_video(
-            out, frames, masklets, fps=float(read_json(root / "synref.json", "synref.json")["knobs"]["fps"])
-        )
+        fps = float(read_json(root / "synref.json", "synref.json")["knobs"]["fps"])
+        write_overlay_video(out, frames, masklets, fps=fps, style=_STYLE)
     if console is not None:
         table = Table(title=f"{name}: expressions")
         for column in ("id", "expression", "objects", "tags", "span"):

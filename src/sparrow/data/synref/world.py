@@ -431,13 +431,12 @@ def sample_scene(rng: np.random.Generator, knobs: Knobs, frames: int, height: in
     centers: list[np.ndarray] = [np.zeros((frames, 2))] * n
     motions = ["still"] * n
     staged = [i for i in range(n) if roles[i] not in ("free", "cross")]
-    order = (
-        staged + [i for i in range(n) if roles[i] == "free"] + [i for i in range(n) if roles[i] == "cross"]
-    )
-    for rank, i in enumerate(order):
-        if rank == len(staged):  # random walls go in before the free objects, which avoid them
+    rest = [i for i in range(n) if roles[i] == "free"] + [i for i in range(n) if roles[i] == "cross"]
+    for i in [*staged, -1, *rest]:
+        if i < 0:  # random walls go in after the staged objects and before the free ones, which avoid them
             for _ in range(_span(rng, *knobs.walls_extra)):
                 sp.random_wall()
+            continue
         r, v, role = radius[i], speeds[i], roles[i]
         result = None
         for _attempt in range(6):

@@ -135,7 +135,8 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
             "end_frame": T,
             "tube_start_frame": tube[0],
             "tube_end_frame": tube[1],
-            "video_path": f"JPEGImages/{vid}",
+            "video_path": f"JPEGImages/{vid}",  # relative to the split folder
+            "frames": meta["frames"],
             "exp_id": str(i),
         }
         vidstg.append(dict(entry, caption=e.text, qtype="declarative"))
