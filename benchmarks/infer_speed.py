@@ -137,7 +137,9 @@ def memory(model: str, long_video: Path, short_video: Path, max_new_tokens: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="default", help="model folder, or 'default' (bundled)")
     parser.add_argument("--random-tiny", action="store_true", help="use a random tiny model (no trained one)")
     parser.add_argument("--device", default="auto")

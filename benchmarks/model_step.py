@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from sparrow.data.synref import GenerationRequest, generate_video, preset
-from sparrow.models import SparrowModel, collate, load_config, train_tokenizer
+from sparrow.models import SparrowModel, SparrowSample
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -64,8 +64,8 @@ def main() -> None:
     corpus_videos = _synref(8, 128, seed=1, videos=8)
     texts = [v.caption.text for v in corpus_videos]
     texts += [f"{q['question']} {q['answer']}" for v in corpus_videos for qa in v.qa for q in qa]
-    config = load_config("tiny")
-    model = SparrowModel(config, train_tokenizer(texts, config.llm.template, config.llm.tokenizer_vocab_size))
+    model = SparrowModel.from_preset("tiny", texts=texts)
+    config = model.config
     n_params = sum(p.numel() for p in model.parameters())
 
     video = _synref(8, 128, seed=0)[0]
@@ -73,8 +73,9 @@ def main() -> None:
     masks = video.rendering.visible_masks()
     referent = masks[list(expression.referents)].any(axis=0)
     question = f"Please segment {expression.text} in this video."
-    sample = model.processor.training_sample(video.rendering.frames, question, "Sure, [SEG].", referent[None])
-    batch = collate([sample], model.tokenizer.ids.pad)
+    batch = model.processor.collate(
+        [SparrowSample(video.rendering.frames, question, "Sure, [SEG].", masks=referent[None])]
+    )
     sam_frames = int(batch.supervised.sum())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 

@@ -53,7 +53,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str, stdin: str = "") -> tuple[int, str]:
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str, stdin: str = ""
+) -> tuple[int, str]:
     """Run ``sparrow ARGS`` through ``main()``; returns the exit code and stdout + stderr."""
     monkeypatch.setattr(sys, "argv", ["sparrow", *map(str, args)])
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -64,7 +66,9 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: s
     return (0 if code is None else int(code)), captured.out + captured.err
 
 
-def test_ground_mp4_writes_masks_json_and_overlay_at_the_original_size(model_dir, clip, tmp_path, monkeypatch, capsys) -> None:
+def test_ground_mp4_writes_masks_json_and_overlay_at_the_original_size(
+    model_dir, clip, tmp_path, monkeypatch, capsys
+) -> None:
     out = tmp_path / "out"
     code, text = run(
         monkeypatch, capsys, "ground", clip, "the red square", "--out", out, "--model", model_dir,
@@ -77,7 +81,9 @@ def test_ground_mp4_writes_masks_json_and_overlay_at_the_original_size(model_dir
     assert result["raw_text"] == "Sure, [BOX] [SEG]."
     (phrase,) = result["phrases"]
     assert set(phrase) >= {"text", "char_span", "masks", "boxes_xyxy", "scores", "spans", "frame_indices"}
-    assert len(phrase["masks"]) == T and all(m["size"] == [H, W] and isinstance(m["counts"], str) for m in phrase["masks"])
+    assert len(phrase["masks"]) == T and all(
+        m["size"] == [H, W] and isinstance(m["counts"], str) for m in phrase["masks"]
+    )
     boxes = np.asarray(phrase["boxes_xyxy"])
     assert boxes.shape == (T, 4) and (boxes[:, [0, 2]] <= W).all() and (boxes[:, [1, 3]] <= H).all()
     assert all(0.0 <= s <= 1.0 for s in phrase["scores"])
@@ -122,10 +128,22 @@ def test_ground_one_frame_video_with_generation(model_dir, tmp_path, monkeypatch
 def test_bad_inputs_exit_2_with_a_message(model_dir, clip, tmp_path, monkeypatch, capsys) -> None:
     base = ["ground", clip, "the red square", "--out", tmp_path / "o", "--answer", "template"]
     code, text = run(monkeypatch, capsys, *base, "--model", tmp_path / "no-model")
-    assert code == 2 and "model folder not found" in text and "sparrow train" in text and "Traceback" not in text
+    assert (
+        code == 2 and "model folder not found" in text and "sparrow train" in text and "Traceback" not in text
+    )
     code, text = run(monkeypatch, capsys, "ground", clip, "  ", "--out", tmp_path / "o", "--model", model_dir)
     assert code == 2 and "prompt is empty" in text
-    code, text = run(monkeypatch, capsys, "ground", tmp_path / "none.mp4", "x", "--out", tmp_path / "o", "--model", model_dir)
+    code, text = run(
+        monkeypatch,
+        capsys,
+        "ground",
+        tmp_path / "none.mp4",
+        "x",
+        "--out",
+        tmp_path / "o",
+        "--model",
+        model_dir,
+    )
     assert code == 2 and "not found" in text
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -144,7 +162,12 @@ def test_chat_reads_turns_from_stdin(model_dir, clip, tmp_path, monkeypatch, cap
     )  # fmt: skip
     assert code == 0, text
     assert text.count("> ") == 2 and "history cleared" in text
-    assert sorted(p.name for p in out.iterdir()) == ["turn_00.json", "turn_00.mp4", "turn_01.json", "turn_01.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "turn_00.json",
+        "turn_00.mp4",
+        "turn_01.json",
+        "turn_01.mp4",
+    ]
     assert json.loads((out / "turn_01.json").read_text())["meta"]["question"] == "What moves?"
 
 
@@ -152,13 +175,21 @@ def test_chat_reads_turns_from_stdin(model_dir, clip, tmp_path, monkeypatch, cap
 def synref(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synref") / "val"
     request = GenerationRequest(
-        split="val", videos=2, frames=4, size=(48, 64), seed=3, difficulty="standard", knobs=preset("standard")
+        split="val",
+        videos=2,
+        frames=4,
+        size=(48, 64),
+        seed=3,
+        difficulty="standard",
+        knobs=preset("standard"),
     )
     write_split(root, request)
     return root
 
 
-def test_predict_writes_the_mevis_layout_that_eval_scores(model_dir, synref, tmp_path, monkeypatch, capsys) -> None:
+def test_predict_writes_the_mevis_layout_that_eval_scores(
+    model_dir, synref, tmp_path, monkeypatch, capsys
+) -> None:
     meta = json.loads((synref / "meta_expressions.json").read_text())["videos"]
     out = tmp_path / "pred"
     args = ["predict", "--dataset", "mevis", "--root", synref, "--out", out, "--model", model_dir]
@@ -171,7 +202,9 @@ def test_predict_writes_the_mevis_layout_that_eval_scores(model_dir, synref, tmp
     monkeypatch.delenv("WORLD_SIZE")
     code, text = run(monkeypatch, capsys, *args, "--answer", "template", "--json", tmp_path / "p.json")
     assert code == 0, text
-    assert json.loads((tmp_path / "p.json").read_text())["predicted"] == [sorted(meta)[0]]  # the other was done
+    assert json.loads((tmp_path / "p.json").read_text())["predicted"] == [
+        sorted(meta)[0]
+    ]  # the other was done
     for video, entry in meta.items():
         for exp_id in entry["expressions"]:
             names = sorted(p.stem for p in (out / video / exp_id).glob("*.png"))
@@ -212,3 +245,20 @@ def test_demo_with_a_model_folder_scores_its_predictions(model_dir, tmp_path, mo
     summary = json.loads((out / "demo.json").read_text())
     assert summary["model"] == str(model_dir) and 0.0 <= summary["prediction"]["J&F"] <= 1.0
     assert probe_video(out / "prediction.mp4").num_frames == 4
+
+
+def test_demo_on_your_own_video(model_dir, clip, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sparrow.inference.model_path.bundled_model_dir", lambda: tmp_path / "not-installed")
+    code, text = run(monkeypatch, capsys, "demo", "--video", clip, "--out", tmp_path / "a")
+    assert code == 0 and "No trained bundled model" in text and (tmp_path / "a" / "frames.png").is_file()
+    code, text = run(
+        monkeypatch, capsys, "demo", "--video", clip, "--out", tmp_path / "b", "--model", model_dir
+    )
+    assert code == 2 and "--prompt" in text
+    code, text = run(
+        monkeypatch, capsys, "demo", "--video", clip, "--out", tmp_path / "c", "--model", model_dir,
+        "--prompt", "the red square",
+    )  # fmt: skip
+    assert code == 0, text
+    assert json.loads((tmp_path / "c" / "prompt_0.json").read_text())["size"] == [H, W]
+    assert probe_video(tmp_path / "c" / "prompt_0.mp4").num_frames == T

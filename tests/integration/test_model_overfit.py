@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from sparrow.data.synref import GenerationRequest, generate_video, preset
-from sparrow.models import SparrowModel, collate, load_config, train_tokenizer
+from sparrow.models import SparrowModel, SparrowSample, collate
 from sparrow.models.tsf import track_boxes
+from sparrow.structures.boxes import masks_to_boxes
 
 MAX_STEPS = 300
 TIME_BUDGET_S = 150.0
@@ -86,13 +87,14 @@ def test_tiny_model_overfits_one_synref_sample() -> None:
     torch.manual_seed(0)
     video, question, answer, referent, objects = synref_sample()
     frames = video.rendering.frames
-    config = load_config("tiny", ["tsf.mode=train+infer", "propagation=framewise"])
-    tokenizer = train_tokenizer([*corpus(), question, answer], config.llm.template, vocab_size=512)
-    model = SparrowModel(config, tokenizer)
-    sample = model.processor.training_sample(
-        frames, question, answer, referent[None], object_masks=objects[:, 0]
+    overrides = ["tsf.mode=train+infer", "propagation=framewise", "llm.tokenizer_vocab_size=512"]
+    model = SparrowModel.from_preset("tiny", overrides, texts=[*corpus(), question, answer])
+    tokenizer = model.tokenizer
+    sample = SparrowSample(
+        frames, question, answer, masks=referent[None], object_boxes=masks_to_boxes(objects[:, 0])
     )
-    batch = collate([sample], tokenizer.ids.pad)
+    prepared = model.processor.prepare(sample)
+    batch = collate([prepared], tokenizer.ids.pad)
     assert int(batch.supervised.sum()) == 8 and bool(batch.seg_masks.any())
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
@@ -131,7 +133,7 @@ def test_tiny_model_overfits_one_synref_sample() -> None:
     assert np.isfinite(generated.seg_hidden.numpy()).all()
 
     # The inference pieces: prompts from the generated hidden states, then every frame decoded.
-    pixels = torch.from_numpy(sample.sam_frames)
+    pixels = torch.from_numpy(prepared.sam_frames)
     with torch.no_grad():
         key = model.sam2.image_features(pixels[:1])
         prompts = model.prompts_from_hidden(generated.seg_hidden, generated.box_hidden, key)

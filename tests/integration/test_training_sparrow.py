@@ -62,7 +62,11 @@ def recipe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ],
         },
         "optim": {"lr": 1.0e-3, "warmup_steps": 2},
-        "stages": [{"stage": 0, "steps": 20}, {"stage": 1, "steps": 20}, {"stage": 2, "steps": 20}],
+        "stages": [
+            {"stage": 0, "steps": 20},
+            {"stage": 1, "steps": 20},
+            {"stage": 2, "steps": 20, "model": {"tsf": {"mode": "off"}}},
+        ],
         "checkpoint": {"every": 10, "keep_last": 1},
         "logging": {"progress": False},
         "validation": {"every": 0, "max_items": 1},
@@ -92,9 +96,9 @@ def test_every_stage_trains_its_losses(run: Path) -> None:
     assert [(r["stage"], r["step"]) for r in steps] == [(s, i) for s in (0, 1, 2) for i in range(1, 21)]
     assert all(math.isfinite(r["loss"]) for r in steps)
     terms = {s: set().union(*(r["losses"] for r in steps if r["stage"] == s)) for s in (0, 1, 2)}
-    assert {"det_class", "det_l1", "det_giou"} <= terms[0]
-    assert {"lm_ce", "mask_bce", "mask_dice"} <= terms[1]
-    assert {"lm_ce", "mask_bce", "mask_dice", "proposal_bce"} <= terms[2]
+    assert terms[0] == {"det_class", "det_l1", "det_giou"}  # proposer pretraining: DETR losses only
+    assert terms[1] == {"lm_ce", "mask_bce", "mask_dice"}
+    assert terms[2] == {"lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou"}
     ce = [r["losses"]["lm_ce"] for r in steps if r["stage"] == 1]
     assert sum(ce[-5:]) < sum(ce[:5])  # the answer template is learnt within 20 steps
     vals = [r for r in records if r["kind"] == "val"]
@@ -115,6 +119,7 @@ def test_each_stage_starts_from_the_previous_and_keeps_frozen_parts(
     frozen = {n for n, p in before.named_parameters() if not p.requires_grad}
     trained = {n for n, p in before.named_parameters() if p.requires_grad}
     assert trained, "set_stage left nothing to train"
+    assert after.config.tsf.mode == ("off" if stage == 2 else "train")  # the stage-2 override is saved
     a, b = dict(before.named_parameters()), dict(after.named_parameters())
     assert all(torch.equal(a[n], b[n]) for n in frozen)
     assert any(not torch.equal(a[n], b[n]) for n in trained)

@@ -35,7 +35,7 @@ class CountingSource(ArrayFrames):
         self.decoded = 0
         self.opened = 0
 
-    def iter_frames(self, indices):  # noqa: ANN001, ANN201
+    def iter_frames(self, indices):
         self.opened += 1
         for i, frame in super().iter_frames(indices):
             self.decoded += 1

@@ -84,7 +84,7 @@ def scripted_confidences(monkeypatch, values: list[float]) -> None:
     real = tracking_module.prompts_on
     script = iter(values)
 
-    def scripted(m, targets, features):  # noqa: ANN001, ANN202
+    def scripted(m, targets, features):
         return [tracking_module.TargetPrompt(p.seg, p.box, next(script)) for p in real(m, targets, features)]
 
     monkeypatch.setattr(tracking_module, "prompts_on", scripted)
@@ -98,7 +98,9 @@ def scripted_confidences(monkeypatch, values: list[float]) -> None:
         (3, [0.5, 0.5, 0.5], 0, list(range(9))),  # ties: the earliest
     ],
 )
-def test_best_key_frame_tracks_forward_then_backward(model, monkeypatch, candidates, confidences, key, order) -> None:
+def test_best_key_frame_tracks_forward_then_backward(
+    model, monkeypatch, candidates, confidences, key, order
+) -> None:
     frames, _ = clip(frames=9, size=48)
     scripted_confidences(monkeypatch, confidences)
     options = TEMPLATE.replace(key_frame="best", key_frame_candidates=candidates)
@@ -115,7 +117,10 @@ def test_one_frame_and_grey_videos(model) -> None:
     assert one.frame_indices.tolist() == [0] and one.phrases[0].masklet.masks().shape == (1, 40, 40)
     grey = frames.mean(axis=-1).astype(np.uint8)
     as_rgb = np.repeat(grey[..., None], 3, axis=-1)
-    assert pipe(grey, "the red square").phrases[0].masklet.rles == pipe(as_rgb, "the red square").phrases[0].masklet.rles
+    assert (
+        pipe(grey, "the red square").phrases[0].masklet.rles
+        == pipe(as_rgb, "the red square").phrases[0].masklet.rles
+    )
 
 
 def test_session_reuses_the_video_features(model, monkeypatch) -> None:
@@ -158,6 +163,10 @@ def test_framewise_propagation_and_self_tsf(model) -> None:
     track = np.tile(np.array([[2, 2, 30, 30]], np.float32), (4, 1))
     with GroundingPipeline(model, TEMPLATE).session(frames) as session:
         assert session.ground("the red square", tsf_track=track).meta["tsf_tokens"]
+        track[1:3] = np.nan  # unknown boxes reuse the previous one
+        assert session.ground("the red square", tsf_track=track).meta["tsf_tokens"]
+        with pytest.raises(ConfigError, match="one xyxy box per frame"):
+            session.ground("the red square", tsf_track=track[:2])
 
 
 def test_reprompting_restarts_the_memory_where_the_target_is_found(model, monkeypatch) -> None:
@@ -167,7 +176,7 @@ def test_reprompting_restarts_the_memory_where_the_target_is_found(model, monkey
     side = model.sam2.image_size // 4
     runs = []
 
-    def fake_propagate(pixels, key, *, box, seg_embedding):  # noqa: ANN001, ANN202
+    def fake_propagate(pixels, key, *, box, seg_embedding):
         order = pixels.order
         runs.append(list(order))
         for i, t in enumerate(order):
@@ -176,7 +185,7 @@ def test_reprompting_restarts_the_memory_where_the_target_is_found(model, monkey
 
     checked = []
 
-    def candidate(self, frame):  # noqa: ANN001, ANN202
+    def candidate(self, frame):
         checked.append(frame.shape)
         return None if len(checked) < 2 else tracking_module.TargetPrompt(torch.zeros(1, 1, 1), None, 1.0)
 
@@ -226,3 +235,22 @@ def test_device_and_dtype(model) -> None:
     half = GroundingPipeline(tiny(), TEMPLATE, device="cpu", dtype="bfloat16")
     result = half(frames, "the red square")
     assert result.meta["dtype"] == "bfloat16" and result.phrases[0].masklet.size == (32, 32)
+
+
+def test_mask_writers_stream_the_union_of_phrases(tmp_path: Path) -> None:
+    from sparrow.data.formats import mevis_results_writer
+    from sparrow.inference.outputs import add_expression_masks, write_phrase_pngs
+    from sparrow.io import read_gray_png
+    from sparrow.structures import GroundedPhrase, GroundingResult, Masklet
+
+    a = np.zeros((3, 5, 7), bool)
+    b = np.zeros((3, 5, 7), bool)
+    a[0, 1, 1] = b[0, 2, 3] = b[2, 4, 6] = True
+    phrases = tuple(GroundedPhrase(n, Masklet.from_masks(m)) for n, m in (("a", a), ("b", b)))
+    result = GroundingResult(text="a b", phrases=phrases, size=(5, 7), frame_indices=np.arange(3))
+    assert write_phrase_pngs(tmp_path / "png", result) == 6
+    assert (read_gray_png(tmp_path / "png" / "1" / "00002.png") > 0).tolist() == b[2].tolist()
+    with mevis_results_writer(tmp_path / "mevis") as writer:
+        add_expression_masks(writer, "v", "0", result, ["f0", "f1", "f2"])
+    union = np.stack([read_gray_png(tmp_path / "mevis" / "v" / "0" / f"f{t}.png") > 0 for t in range(3)])
+    np.testing.assert_array_equal(union, a | b)

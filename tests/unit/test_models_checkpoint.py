@@ -9,8 +9,8 @@ import torch
 from models_toys import QUESTION, clip, one_thread, tiny  # noqa: F401 (autouse fixture)
 from safetensors.torch import load_file, save_file
 
-from sparrow.errors import CheckpointError
-from sparrow.models import SparrowModel, collate
+from sparrow.errors import CheckpointError, ConfigError
+from sparrow.models import SparrowModel, SparrowSample
 from sparrow.models import checkpoint as ckpt
 
 
@@ -24,9 +24,9 @@ def saved(tmp_path_factory):
 
 def _outputs(model: SparrowModel):
     frames, masks = clip()
-    sample = model.processor.training_sample(frames, QUESTION, "Sure, [SEG].", masks[:1])
+    batch = model.processor.collate([SparrowSample(frames, QUESTION, "Sure, [SEG].", masks=masks[:1])])
     with torch.no_grad():
-        out = model(collate([sample], model.tokenizer.ids.pad))
+        out = model(batch)
         spatial, temporal = model.processor.encoder_inputs(frames)
         answer = model.generate(
             model.processor.prompt_ids(QUESTION, with_tsf=False),
@@ -135,3 +135,44 @@ def test_corrupt_or_missing_files(copy, tmp_path) -> None:
         SparrowModel.from_pretrained(copy)
     with pytest.raises(CheckpointError, match="model folder not found"):
         SparrowModel.from_pretrained(tmp_path / "nowhere")
+
+
+def test_parts_from_local_folders_end_up_self_contained(tmp_path) -> None:
+    """Parts loaded from their own folders (base-style ``path``) are saved into the one checkpoint."""
+    source = tiny(seed=5)
+    clip_dir, sam_dir = tmp_path / "clip", tmp_path / "sam2"
+    source.spatial_encoder.model.save_pretrained(clip_dir)
+    source.sam2.model.save_pretrained(sam_dir)
+    model = tiny([f"spatial.path={clip_dir}", f"sam2.path={sam_dir}"], seed=6)
+    expected = source.spatial_encoder.state_dict()
+    for name, value in model.spatial_encoder.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    model.save_pretrained(tmp_path / "ckpt")
+    for folder in (clip_dir, sam_dir):
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["spatial"]["path"] is None and config["sam2"]["path"] is None
+    loaded = SparrowModel.from_pretrained(tmp_path / "ckpt")
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_sam2_folder_must_match_the_variant(tmp_path) -> None:
+    tiny().sam2.model.save_pretrained(tmp_path / "sam2")
+    with pytest.raises(ConfigError, match="does not match"):
+        tiny([f"sam2.path={tmp_path / 'sam2'}", "sam2.image_size=256"])
+
+
+def test_lora_round_trip(tmp_path) -> None:
+    model = tiny(["llm.lora={r: 2, alpha: 4, targets: [q_proj, v_proj]}"], seed=7)
+    with torch.no_grad():  # LoRA B starts at zero: make the adapters matter
+        for name, p in model.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    model.save_pretrained(tmp_path / "lora")
+    loaded = SparrowModel.from_pretrained(tmp_path / "lora")
+    assert loaded.config.llm.lora is not None
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

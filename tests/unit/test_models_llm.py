@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models
 from sparrow.errors import CheckpointError
 from sparrow.models import SparrowTokenizer, load_config
 from sparrow.models.llm import build_causal_lm, decoder_hidden, greedy_generate
-from sparrow.models.tokenizer import GROUNDING_TOKENS, IGNORE_INDEX
+from sparrow.models.tokenizer import GROUNDING_TOKENS, IGNORE_INDEX, build_tokenizer
 
 CONFIG = load_config("tiny")
 TOK = tokenizer(CONFIG)
@@ -87,6 +87,15 @@ def test_pretrained_lm_tokenizer_gets_the_grounding_tokens(tmp_path) -> None:
     tok = SparrowTokenizer.from_pretrained_lm(tmp_path, CONFIG.llm.template)
     assert len(tok) == 2 + 4 + len(GROUNDING_TOKENS)
     assert tok.ids.seg >= 6
+    via_config = build_tokenizer(load_config("tiny", [f"llm.tokenizer={tmp_path}"]).llm)
+    assert via_config.ids == tok.ids
+
+
+def test_build_tokenizer_trains_when_there_is_no_pretrained_one() -> None:
+    trained = build_tokenizer(CONFIG.llm, CORPUS * 4)
+    assert len(trained) <= CONFIG.llm.tokenizer_vocab_size and trained.ids.pad == 0
+    with pytest.raises(ValueError, match="pass the training texts"):
+        build_tokenizer(CONFIG.llm)
 
 
 def test_lm_vocabulary_follows_the_tokenizer() -> None:

@@ -10,9 +10,18 @@ import pytest
 import torch
 from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, one_thread, tiny, tokenizer  # noqa: F401 (autouse fixture)
 
-from sparrow.models import SparrowModel, SparrowProcessor, collate, load_config, loss_terms
-from sparrow.models.batch import Batch
+from sparrow.models import (
+    STAGES,
+    SparrowBatch,
+    SparrowModel,
+    SparrowProcessor,
+    SparrowSample,
+    collate,
+    load_config,
+    loss_terms,
+)
 from sparrow.models.tokenizer import IGNORE_INDEX
+from sparrow.structures.boxes import masks_to_boxes
 
 SUPERVISED_B = [True, False, True, False, False, True, False, True]
 PROCESSORS = {
@@ -21,18 +30,28 @@ PROCESSORS = {
 }
 
 
-def make_batch(model: SparrowModel) -> Batch:
+def samples() -> list[SparrowSample]:
     """Sample 0: one referent, all 8 SAM frames supervised. Sample 1: a grounded caption with two
     [SEG] (one masklet per phrase), 4 supervised frames, both objects as proposer targets.
-    Sample 2: a box answer (a lone [BOX], no mask supervised)."""
+    Sample 2: a box answer from box-only data (a lone [BOX], boxes and no masks)."""
     frames, masks = clip()
-    p = model.processor
-    a = p.training_sample(frames, QUESTION, "Sure, [SEG].", masks[:1])
-    b = p.training_sample(
-        frames, CAPTION_QUESTION, CAPTION, masks, supervised=SUPERVISED_B, object_masks=masks[:, 0]
-    )
-    c = p.training_sample(frames, BOX_QUESTION, "Sure, [BOX].", masks[1:], supervised=[False] * 8)
-    return collate([a, b, c], model.tokenizer.ids.pad)
+    boxes = np.stack([masks_to_boxes(m) for m in masks])  # (2, T, 4) xyxy
+    return [
+        SparrowSample(frames, QUESTION, "Sure, [SEG].", masks=masks[:1]),
+        SparrowSample(
+            frames,
+            CAPTION_QUESTION,
+            CAPTION,
+            masks=masks,
+            supervised=np.array(SUPERVISED_B),
+            object_boxes=boxes[:, 0],
+        ),
+        SparrowSample(frames, BOX_QUESTION, "Sure, [BOX].", boxes=boxes[1:], supervised=np.zeros(8, bool)),
+    ]
+
+
+def make_batch(model: SparrowModel) -> SparrowBatch:
+    return model.processor.collate(samples())
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +99,28 @@ def test_output_shapes(trained_step) -> None:
     assert out.filtration.scores.shape == (4, k) and out.filtration.selected_boxes.shape == (4, 4)
 
 
-def test_loss_dict_has_every_term(trained_step) -> None:
-    model, _, out = trained_step
+def test_loss_dict_has_every_weighted_term(trained_step) -> None:
+    model, batch, out = trained_step
     assert tuple(out.losses) == loss_terms(model.config)
     assert set(out.losses) == {
         "lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou", "det_class", "det_l1", "det_giou"
     }  # fmt: skip
     for name, value in out.losses.items():
         assert value.ndim == 0 and torch.isfinite(value) and value > 0, name
-    w = model.config.losses
-    total = sum(getattr(w, name) * float(value.detach()) for name, value in out.losses.items())
+    total = sum(float(value.detach()) for value in out.losses.values())
     assert float(out.loss.detach()) == pytest.approx(total, rel=1e-5)
+    # The terms are weighted: doubling two weights doubles those terms only.
+    weights = model.config.losses
+    doubled = dataclasses.replace(weights, mask_bce=2 * weights.mask_bce, det_l1=2 * weights.det_l1)
+    model.config.losses = doubled
+    try:
+        with torch.no_grad():
+            again = model(batch)
+    finally:
+        model.config.losses = weights
+    for name, value in out.losses.items():
+        factor = 2.0 if name in ("mask_bce", "det_l1") else 1.0
+        assert float(again.losses[name]) == pytest.approx(factor * float(value.detach()), rel=1e-4), name
 
 
 def test_every_part_receives_a_gradient(trained_step) -> None:
@@ -107,8 +137,10 @@ def test_every_part_receives_a_gradient(trained_step) -> None:
 
 
 def _calls(model: SparrowModel) -> Counter:
+    """Forward calls per part (the LLM is driven through its decoder stack)."""
     counts: Counter = Counter()
-    for name, part in model.parts().items():
+    modules = {**model.parts(), "llm": model.llm.get_decoder()}
+    for name, part in modules.items():
         part.register_forward_hook(lambda *_, n=name: counts.update([n]))
     return counts
 
@@ -131,7 +163,10 @@ def test_format_answer_follows_the_box_switch(answer: str, with_box: str, withou
 
 def test_box_prompt_off_removes_the_box_branch() -> None:
     model = tiny(["box_prompt=false", "tsf.mode=off"])  # the VideoGLaMM-style baseline
-    batch = make_batch(model)
+    box_only = samples()[2]
+    with pytest.raises(ValueError, match="no masks"):  # its lone [BOX] becomes a [SEG]
+        model.processor.prepare(box_only)
+    batch = model.processor.collate(samples()[:2])
     ids = model.tokenizer.ids
     assert not bool((batch.input_ids == ids.box).any()) and not bool((batch.input_ids == ids.tsf).any())
     assert batch.tsf_crops is None
@@ -161,11 +196,10 @@ def test_tsf_modes_change_the_prompts_and_the_encoder_calls() -> None:
     assert both.n_tsf(training=False) == 4
     off = tiny(["tsf.mode=off"])
     assert off.processor.n_tsf(training=True) == 0
-    frames, masks = clip()
-    with_tsf = model.processor.training_sample(frames, QUESTION, "Sure, [SEG].", masks[:1])
+    with_tsf = model.processor.collate(samples()[:1])
     assert off.tokenizer.ids == model.tokenizer.ids
     with pytest.raises(ValueError, match=r"tsf\.mode is 'off'"):
-        off(collate([with_tsf], off.tokenizer.ids.pad))
+        off(with_tsf)
 
 
 def test_propagation_switch(monkeypatch) -> None:
@@ -194,8 +228,10 @@ def test_propagation_switch(monkeypatch) -> None:
 def test_mismatched_targets_and_missing_box_are_errors(trained_step) -> None:
     model, trained_batch, _ = trained_step
     frames, masks = clip()
-    with pytest.raises(ValueError, match="2 grounding slot\\(s\\) but 1 target"):
-        model.processor.training_sample(frames, CAPTION_QUESTION, CAPTION, masks[:1])
+    with pytest.raises(ValueError, match="2 grounding slot\\(s\\) but 1 masklets"):
+        model.processor.prepare(SparrowSample(frames, CAPTION_QUESTION, CAPTION, masks=masks[:1]))
+    with pytest.raises(ValueError, match="no masks"):
+        model.processor.prepare(SparrowSample(frames, QUESTION, "Sure, [SEG].", boxes=np.zeros((1, 8, 4))))
     batch = dataclasses.replace(trained_batch, input_ids=trained_batch.input_ids.clone())
     ids = model.tokenizer.ids
     row = batch.input_ids[0]
@@ -250,3 +286,71 @@ def test_prompts_from_hidden_with_box() -> None:
     assert prompts.proposals.boxes.shape == (1, k, 4) and prompts.filtration.scores.shape == (2, k)
     with pytest.raises(ValueError, match="exactly one key frame"):
         model.prompts_from_hidden(torch.randn(1, model.width), torch.randn(1, model.width), None)
+
+
+def _trainable(model: SparrowModel) -> set[str]:
+    return {name for name, part in model.parts().items() if any(p.requires_grad for p in part.parameters())}
+
+
+def test_stages_freeze_parts_and_choose_the_losses() -> None:
+    model = tiny(["train_from_scratch=false"])
+    batch = make_batch(model)
+    calls = _calls(model)
+    model.set_stage(0)
+    assert _trainable(model) == {"proposer"}
+    out = model(batch)
+    assert tuple(out.losses) == STAGES[0].losses == ("det_class", "det_l1", "det_giou")
+    assert calls["llm"] == calls["spatial_encoder"] == calls["filtration"] == 0 and calls["proposer"] == 1
+    assert out.answer_logits is None and out.mask_logits is None
+
+    model.set_stage(1)
+    assert _trainable(model) == {"spatial_adapter", "temporal_adapter", "llm", "seg_projection"}
+    calls.clear()
+    out = model(batch)
+    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice")
+    assert calls["proposer"] == calls["filtration"] == calls["box_projection"] == 0 and calls["llm"] == 1
+
+    model.set_stage(2)
+    assert _trainable(model) == {"filtration", "seg_projection", "box_projection"}
+    out = model(batch)
+    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou")
+    assert out.filtration is not None
+
+    model.set_stage(None)
+    assert _trainable(model) == set(model.parts())
+    with pytest.raises(ValueError, match="unknown stage"):
+        model.set_stage(3)
+    with pytest.raises(ValueError, match="box_prompt=true"):
+        tiny(["box_prompt=false"]).set_stage(2)
+
+
+def test_stages_from_scratch_and_with_lora() -> None:
+    scratch = tiny()  # the tiny preset trains from scratch: encoders and SAM2 learn in the stages
+    scratch.set_stage(1)
+    assert _trainable(scratch) == {
+        "spatial_encoder", "spatial_adapter", "temporal_encoder", "temporal_adapter", "llm", "seg_projection", "sam2"
+    }  # fmt: skip
+    scratch.set_stage(0)
+    assert _trainable(scratch) == {"proposer", "sam2"}
+    lora = tiny(["train_from_scratch=false", "llm.lora={r: 2, alpha: 4, targets: [q_proj, v_proj]}"])
+    lora.set_stage(1)
+    trained = {n for n, p in lora.llm.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n for n in trained)
+
+
+def test_a_batch_may_mix_samples_with_and_without_tsf(trained_step) -> None:
+    model, _, _ = trained_step
+    without = SparrowProcessor(model.config.replace(["tsf.mode=off"]), model.tokenizer)
+    sample = samples()[0]
+    batch = collate([without.prepare(sample), model.processor.prepare(sample)], model.tokenizer.ids.pad)
+    assert batch.tsf_valid.any(dim=1).tolist() == [False, True]
+    with torch.no_grad():
+        out = model(batch)
+    assert torch.isfinite(out.loss)
+
+
+def test_processor_sam_inputs_match_the_sam2_preprocessing(trained_step) -> None:
+    model, _, _ = trained_step
+    for h, w in ((96, 106), (200, 150)):  # upscaled and downscaled
+        frames = np.random.default_rng(h).integers(0, 256, (2, h, w, 3)).astype(np.uint8)
+        torch.testing.assert_close(model.processor.sam_inputs(frames), model.sam2.preprocess(frames))

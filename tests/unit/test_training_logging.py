@@ -73,6 +73,15 @@ def test_metrics_skip_a_torn_line_and_rewind(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
+def test_writes_after_a_rewind_land_in_the_file(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "m.jsonl")
+    log.write({"kind": "train", "stage_index": 0, "step": 1})
+    log.rewind(1, 0)  # the next stage starts: nothing to drop, but the file is rewritten
+    log.write({"kind": "train", "stage_index": 1, "step": 1})
+    log.close()
+    assert [(r["stage_index"], r["step"]) for r in read_metrics(tmp_path / "m.jsonl")] == [(0, 1), (1, 1)]
+
+
 def test_metrics_of_other_ranks_are_not_written(tmp_path: Path) -> None:
     log = MetricsLog(tmp_path / "m.jsonl", enabled=False)
     log.write({"step": 1, "loss": torch.tensor(1.0).item()})

@@ -80,8 +80,7 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="SynRef seed."),
     expressions: int = typer.Option(3, "--expressions", min=1, help="Expressions of the clip to ground."),
 ) -> None:
-    """Generate a SynRef clip, ground a few expressions, write an overlay video, masks and JSON, and
-    print J&F against the known ground truth (or, without a trained model, the ground-truth check)."""
+    """Generate a SynRef clip, ground a few of its expressions, write overlays, masks and JSON, print J&F."""
     console = Console()
     folder = _model_folder(model)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +141,7 @@ def _synref_demo(
     meta = out / "meta_expressions.json"  # the ground truth restricted to the grounded expressions
     write_text_atomic(meta, json.dumps(meta_all) + "\n")
     for e in chosen:
-        console.print(f"  [{e.exp_id}] {e.text}", highlight=False)
+        console.print(f"  [{e.exp_id}] {e.text}", highlight=False, markup=False)
 
     def as_result(text: str, masklet: Masklet) -> GroundingResult:
         return GroundingResult(
@@ -189,7 +188,7 @@ def _synref_demo(
             result = session.ground(e.text)
             write_result_json(out / "prediction" / f"{e.exp_id}.json", result)
             add_expression_masks(writer, sample.video_id, e.exp_id, result, record.frame_names)
-            console.print(f"  [{e.exp_id}] answer: {result.raw_text}", highlight=False)
+            console.print(f"  [{e.exp_id}] answer: {result.raw_text}", highlight=False, markup=False)
             predicted.extend(
                 Masklet.from_rles(
                     p.masklet.rles,
@@ -250,5 +249,7 @@ def _own_video(
             write_result_json(out / f"prompt_{k}.json", result)
             write_overlay(out / f"prompt_{k}.mp4", video, result)
             console.print(
-                f"[{k}] {text!r} -> {result.raw_text}  ({out / f'prompt_{k}.mp4'})", highlight=False
+                f"[{k}] {text!r} -> {result.raw_text}  ({out / f'prompt_{k}.mp4'})",
+                highlight=False,
+                markup=False,
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .pipeline_options import (
@@ -103,7 +104,7 @@ def ground(
         self_tsf=self_tsf,
     )
     stream = pipe.stream(video, text, fps=source_fps)
-    console.print(f"[bold]answer:[/] {stream.answer.raw_text}", highlight=False, markup=True)
+    console.print(f"[bold]answer:[/] {escape(stream.answer.raw_text)}", highlight=False)
     for _ in tracked(stream, source.num_frames, console):
         pass
     result = stream.result()
@@ -127,7 +128,7 @@ def ground(
         write_overlay(target, video, result, fps=source_fps)
         paths["overlay"] = str(target)
 
-    table = Table(title=f"{result.text or '(no text)'}", show_lines=False)
+    table = Table(title=escape(result.text or "(no text)"), show_lines=False)
     for column in ("phrase", "frames present", "spans", "mean score"):
         table.add_column(column)
     for p in result.phrases:
@@ -137,7 +138,7 @@ def ground(
         )
     Console().print(table)
     for warning in result.meta.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     Console().print("\n".join(f"{k}: {v}" for k, v in paths.items()), highlight=False)
     if json_out is not None:
         summary = {

@@ -250,7 +250,9 @@ class SamFrames(Sequence[Tensor]):
         excess = len(self._cache) - (self.chunk + 2)
         if excess > 0:
             centre = keep[-1]
-            others = sorted((i for i in self._cache if i not in keep), key=lambda i: abs(i - centre), reverse=True)
+            others = sorted(
+                (i for i in self._cache if i not in keep), key=lambda i: abs(i - centre), reverse=True
+            )
             for old in others[:excess]:
                 del self._cache[old]
 

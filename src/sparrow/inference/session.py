@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sparrow.errors import ConfigError
 from sparrow.models import SparrowModel
 from sparrow.models.processor import uniform_indices
 from sparrow.models.sam2 import Sam2Features
-from sparrow.models.tsf import crop_indices, track_boxes
+from sparrow.models.tsf import crop_indices, fill_track
 from sparrow.structures import GroundedPhrase, GroundingResult, Masklet
 from sparrow.structures.masks import RLE
 
@@ -219,15 +220,22 @@ class GroundingSession:
 
     @torch.inference_mode()
     def tsf_tokens(self, boxes: np.ndarray) -> Tensor:
-        """TSF tokens ``(1, K, D)`` from a track: ``boxes`` ``(T, 4)`` ``xyxy`` pixels, one per frame.
+        """TSF tokens ``(1, K, D)`` from a track: ``boxes`` ``(T, 4)`` ``xyxy`` pixels, one per frame
+        (NaN or empty where unknown: the previous box is reused, else the whole frame -- the training
+        rule). Up to ``tsf.max_crops`` frames spread uniformly are decoded and cropped (PAPER 1.2).
 
-        Up to ``tsf.max_crops`` frames spread uniformly are decoded and cropped (PAPER 1.2).
+        Raises:
+            ConfigError: ``boxes`` is not ``(T, 4)``.
         """
         boxes = np.asarray(boxes, dtype=np.float32)
         if boxes.shape != (self.num_frames, 4):
-            raise ValueError(f"a TSF track needs ({self.num_frames}, 4) boxes, got {boxes.shape}")
+            raise ConfigError(
+                f"a TSF track needs one xyxy box per frame, ({self.num_frames}, 4), got {boxes.shape}",
+                fix="give a (T, 4) array of boxes (NaN where the target is not known)",
+            )
         idx = crop_indices(self.num_frames, self.model.config.tsf.max_crops)
-        crops = self.model.processor.tsf_crops(read_frames(self.source, idx), boxes[idx])
+        track = fill_track(boxes, self.size)
+        crops = self.model.processor.tsf_crops(read_frames(self.source, idx), track[idx])
         return self.model.tsf_tokens(crops[None].to(self.device, self.dtype))
 
     # -- queries -------------------------------------------------------------------------------
@@ -292,7 +300,7 @@ class GroundingSession:
             ).result()
             meta["self_tsf_first_pass"] = {"text": first.text, "raw_text": first.raw_text}
             if first.phrases and first.phrases[0].masklet.presence.any():
-                tsf = self.tsf_tokens(self._track_of(first.phrases[0].masklet))
+                tsf = self.tsf_tokens(first.phrases[0].masklet.boxes)  # zeros where absent
             else:
                 meta["warnings"].append("self-TSF: the first pass found no target; no TSF tokens")
         meta["timings"]["prepare_s"] = round(time.perf_counter() - started, 4)
@@ -319,14 +327,6 @@ class GroundingSession:
         self.history.clear()
 
     # -- internals -----------------------------------------------------------------------------
-
-    def _track_of(self, masklet: Masklet) -> np.ndarray:
-        """``(T, 4)`` crop boxes of a masklet on the TSF crop frames (the training rule for empty
-        masks: the previous crop frame's box, else the whole frame); other rows are unused."""
-        idx = crop_indices(self.num_frames, self.model.config.tsf.max_crops)
-        boxes = np.zeros((self.num_frames, 4), dtype=np.float32)
-        boxes[idx] = track_boxes(np.stack([masklet.mask(int(t)) for t in idx]))
-        return boxes
 
     @torch.inference_mode()
     def _query(

@@ -1,8 +1,12 @@
-"""Training inputs of :class:`~sparrow.models.sparrow.SparrowModel`: one sample and a collated batch.
+"""Training inputs of :class:`~sparrow.models.sparrow.SparrowModel`, in three forms.
 
-A :class:`TrainingSample` holds numpy arrays already at the model's resolutions (built by
-:class:`~sparrow.models.processor.SparrowProcessor`); :func:`collate` pads the token sequences and
-stacks or concatenates the rest into a :class:`Batch` of torch tensors.
+- :class:`SparrowSample`: one sample as the data side produces it -- the clip, the question, the
+  answer with grounding markup, one masklet and/or box track per grounding slot (no file paths).
+- :class:`TrainingSample`: the same, tokenised and at the model's resolutions (numpy), made by
+  :meth:`SparrowProcessor.prepare <sparrow.models.processor.SparrowProcessor.prepare>` (in data-loader
+  workers).
+- :class:`SparrowBatch`: prepared samples padded and stacked into torch tensors by
+  :func:`collate` (``SparrowProcessor.collate`` does prepare + collate).
 
 Grounding targets are listed per token in reading order (row-major over the batch): the ``j``-th
 ``[SEG]`` of the flattened ``input_ids`` is supervised by ``seg_masks[j]``, the ``i``-th ``[BOX]`` by
@@ -22,8 +26,46 @@ from sparrow.models.tokenizer import IGNORE_INDEX
 
 
 @dataclass
+class SparrowSample:
+    """One training sample as the data side produces it.
+
+    A *grounding slot* of the answer is ``[BOX] [SEG]``, a lone ``[SEG]`` or a lone ``[BOX]``, in
+    reading order (the answer's ``[BOX]`` tokens are first adapted to the ``box_prompt`` switch by
+    ``SparrowProcessor.format_answer``). Slot ``k`` is described by ``masks[k]`` and/or ``boxes[k]``;
+    a multi-object referent is the union of its objects. A ``[SEG]`` needs the masklet; a ``[BOX]``
+    uses the box on the key frame (taken from ``boxes``, else from the masklet).
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 RGB clip.
+        question: the user's text (the ``<video>`` placeholder is added by the template).
+        answer: the target answer with ``[SEG]`` / ``[BOX]`` / ``<p> ... </p>`` markup.
+        masks: ``(n_slots, T, H, W)`` bool masklet per slot, or ``None`` (box-only data).
+        boxes: ``(n_slots, T, 4)`` float ``xyxy`` pixel boxes per slot and frame (NaN where unknown
+            or absent), or ``None`` to take them from ``masks``.
+        sam_indices: the ``T_sam`` clip frames given to SAM2 (default: ``sam2.frames`` spread evenly).
+        supervised: ``(T_sam,)`` bool, which of them get the mask loss (default: all).
+        key_frame: index into ``sam_indices`` of the frame the proposals come from (paper: 0).
+        object_boxes: ``(G, 4)`` ``xyxy`` pixel boxes of EVERY object on the key frame (class-agnostic
+            proposer targets), or ``None`` for the slots' own key-frame boxes.
+        track: ``(T, 4)`` ``xyxy`` pixel boxes along which the TSF crops are taken (NaN where
+            unknown), or ``None`` for slot 0's.
+    """
+
+    frames: np.ndarray
+    question: str
+    answer: str
+    masks: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    sam_indices: np.ndarray | None = None
+    supervised: np.ndarray | None = None
+    key_frame: int = 0
+    object_boxes: np.ndarray | None = None
+    track: np.ndarray | None = None
+
+
+@dataclass
 class TrainingSample:
-    """One teacher-forced sample.
+    """One teacher-forced sample at the model's resolutions.
 
     Attributes:
         input_ids: ``(L,)`` int64 prompt + answer token ids (``<video>`` / ``<tsf>`` expanded).
@@ -57,7 +99,7 @@ class TrainingSample:
 
 
 @dataclass
-class Batch:
+class SparrowBatch:
     """A collated batch of ``B`` samples (torch tensors; every float tensor float32).
 
     Attributes:
@@ -95,7 +137,7 @@ class Batch:
     tsf_crops: Tensor | None = None
     tsf_valid: Tensor | None = None
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SparrowBatch:
         """A copy on ``device``; float tensors also cast to ``dtype`` when given."""
 
         def move(x: object) -> object:
@@ -107,15 +149,15 @@ class Batch:
                 return [move(v) for v in x]
             return x
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        return SparrowBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
     @property
     def size(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-def collate(samples: list[TrainingSample], pad_id: int) -> Batch:
-    """Pad and stack ``samples`` into a :class:`Batch`.
+def collate(samples: list[TrainingSample], pad_id: int) -> SparrowBatch:
+    """Pad and stack prepared ``samples`` into a :class:`SparrowBatch` (``pad_id``: the tokenizer's).
 
     Raises:
         ValueError: the samples disagree on frame counts or resolutions, or a sample is malformed.
@@ -165,7 +207,7 @@ def collate(samples: list[TrainingSample], pad_id: int) -> Batch:
         )
 
     sam_shape = samples[0].sam_frames.shape
-    return Batch(
+    return SparrowBatch(
         input_ids=torch.from_numpy(input_ids),
         attention_mask=torch.from_numpy(attention),
         labels=torch.from_numpy(labels),

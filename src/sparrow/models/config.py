@@ -184,7 +184,11 @@ class CheckpointConfig:
 
 @dataclass
 class SparrowConfig:
-    """The whole model. ``box_prompt`` / ``tsf.mode`` / ``propagation`` are the paper's switches."""
+    """The whole model. ``box_prompt`` / ``tsf.mode`` / ``propagation`` are the paper's switches.
+
+    ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
+    no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny).
+    """
 
     preset: str = "custom"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -200,6 +204,7 @@ class SparrowConfig:
     box_prompt: bool = True
     propagation: Propagation = "video"
     l2v_hidden: int | None = None
+    train_from_scratch: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON / YAML serialisable; tuples become lists)."""

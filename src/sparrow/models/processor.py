@@ -7,8 +7,9 @@
   (:meth:`prompt_ids`, :meth:`n_tsf`),
 - adapts grounded answers to the ``box_prompt`` switch (:meth:`format_answer`: ``[BOX]`` before
   every ``[SEG]`` when on, no ``[BOX]`` when off),
-- builds the TSF crops along a track (:meth:`tsf_crops`) and whole
-  :class:`~sparrow.models.batch.TrainingSample` objects (:meth:`training_sample`).
+- builds the TSF crops along a track (:meth:`tsf_crops`), turns a
+  :class:`~sparrow.models.batch.SparrowSample` into a :class:`~sparrow.models.batch.TrainingSample`
+  (:meth:`prepare`) and collates samples into a batch (:meth:`collate`).
 
 Frames at this boundary are uint8 RGB ``(T, H, W, 3)`` at the video's resolution; masks are bool
 ``(..., T, H, W)`` at the same resolution; boxes are ``xyxy`` pixels.
@@ -17,16 +18,15 @@ Frames at this boundary are uint8 RGB ``(T, H, W, 3)`` at the video's resolution
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import numpy as np
 from torch import Tensor
 
-from sparrow.models.batch import TrainingSample
+from sparrow.models.batch import SparrowBatch, SparrowSample, TrainingSample, collate
 from sparrow.models.config import SparrowConfig
 from sparrow.models.sam2 import IMAGENET_MEAN, IMAGENET_STD
 from sparrow.models.tokenizer import BOX, SEG, SparrowTokenizer
-from sparrow.models.tsf import crop_indices, crop_track, track_boxes
+from sparrow.models.tsf import crop_indices, crop_track, fill_track
 from sparrow.models.vision import resize_normalize
 from sparrow.structures.boxes import box_convert, masks_to_boxes, normalize_boxes
 from sparrow.structures.masks import resize_mask
@@ -123,77 +123,69 @@ class SparrowProcessor:
 
     # -- training samples ------------------------------------------------------------------------
 
-    def training_sample(
-        self,
-        frames: np.ndarray,
-        question: str,
-        answer: str,
-        targets: np.ndarray,
-        *,
-        sam_indices: Sequence[int] | None = None,
-        supervised: Sequence[bool] | None = None,
-        key_frame: int = 0,
-        object_masks: np.ndarray | None = None,
-        track: np.ndarray | None = None,
-    ) -> TrainingSample:
-        """One teacher-forced sample.
-
-        Args:
-            frames: the clip, ``(T, H, W, 3)`` uint8.
-            question: the user's text (no ``<video>``; it is added).
-            answer: the target answer; its grounding tokens are adapted by :meth:`format_answer`.
-            targets: ``(n, T, H, W)`` bool, one masklet per grounding slot of the answer in reading
-                order -- a slot is ``[BOX] [SEG]``, a lone ``[SEG]`` or a lone ``[BOX]``; a multi-object
-                referent is the union of its objects' masks. A ``[SEG]`` is supervised with the
-                masklet, a ``[BOX]`` with the masklet's box on the key frame.
-            sam_indices: the ``T_sam`` clip frames given to SAM2 (default: ``sam2.frames`` uniform).
-            supervised: which of those frames get the mask loss (default: all).
-            key_frame: index into ``sam_indices`` of the proposal frame (default 0, as in the paper).
-            object_masks: ``(G, H, W)`` bool masks of EVERY object on the key frame (proposer
-                targets); default: the targets.
-            track: ``(T, 4)`` xyxy boxes for the TSF crops; default: the first target's masks.
+    def prepare(self, sample: SparrowSample) -> TrainingSample:
+        """Tokenise, sample and resize one :class:`SparrowSample` for the model.
 
         Raises:
-            ValueError: the answer's grounding slots do not match ``len(targets)``.
+            ValueError: the answer's grounding slots do not match the given masks / boxes, or a
+                ``[SEG]`` slot has no masklet.
         """
-        frames = np.asarray(frames)
-        targets = np.asarray(targets, dtype=bool).reshape(-1, *frames.shape[:3])
-        answer = self.format_answer(answer)
+        frames = np.asarray(sample.frames)
+        t, h, w = frames.shape[:3]
+        answer = self.format_answer(sample.answer)
         slots = _SLOT.findall(answer)
-        if len(slots) != len(targets):
-            raise ValueError(
-                f"the answer has {len(slots)} grounding slot(s) but {len(targets)} target masklets"
+        masks = None if sample.masks is None else np.asarray(sample.masks, dtype=bool).reshape(-1, t, h, w)
+        if sample.boxes is not None:
+            tracks = np.asarray(sample.boxes, dtype=np.float32).reshape(-1, t, 4)
+        elif masks is not None:
+            tracks = (
+                np.stack([_boxes_or_nan(m) for m in masks]) if len(masks) else np.zeros((0, t, 4), np.float32)
             )
-        n_tsf = self.n_tsf(training=True)
-        example = self.tokenizer.example(question, answer, n_video=self.n_video, n_tsf=n_tsf)
-        spatial, temporal = self.encoder_inputs(frames)
-        idx = (
-            uniform_indices(len(frames), self.config.sam2.frames)
-            if sam_indices is None
-            else np.asarray(sam_indices)
-        )
-        sup = np.ones(len(idx), dtype=bool) if supervised is None else np.asarray(supervised, dtype=bool)
-        h, w = frames.shape[1:3]
-        s = self.sam_size
+        else:
+            tracks = np.zeros((0, t, 4), np.float32)
+        for name, given in (("masklets", masks), ("box tracks", tracks)):
+            if given is not None and len(given) != len(slots):
+                raise ValueError(f"the answer has {len(slots)} grounding slot(s) but {len(given)} {name}")
         seg = [k for k, slot in enumerate(slots) if SEG in slot]
         box = [k for k, slot in enumerate(slots) if BOX in slot]
+        if seg and masks is None:
+            raise ValueError("the answer has [SEG] slots but the sample has no masks")
+        if box and len(tracks) != len(slots):
+            raise ValueError("the answer has [BOX] slots but the sample has neither boxes nor masks")
+
+        n_tsf = self.n_tsf(training=True)
+        example = self.tokenizer.example(sample.question, answer, n_video=self.n_video, n_tsf=n_tsf)
+        spatial, temporal = self.encoder_inputs(frames)
+        idx = (
+            uniform_indices(t, self.config.sam2.frames)
+            if sample.sam_indices is None
+            else np.asarray(sample.sam_indices)
+        )
+        sup = (
+            np.ones(len(idx), dtype=bool)
+            if sample.supervised is None
+            else np.asarray(sample.supervised, dtype=bool)
+        )
+        s = self.sam_size
         seg_masks = np.zeros((len(seg), len(idx), s, s), dtype=bool)
         for row, k in enumerate(seg):
-            seg_masks[row] = resize_mask(targets[k][idx], (s, s))
-        key_masks = targets[:, idx[key_frame]]
-        present = key_masks.reshape(len(targets), -1).any(axis=1)
-        key_boxes = _normalised_cxcywh(key_masks, (h, w))
-        if object_masks is None:
+            seg_masks[row] = resize_mask(masks[k][idx], (s, s))
+        key = int(idx[sample.key_frame])
+        key_boxes = tracks[:, key] if len(tracks) else np.zeros((0, 4), np.float32)
+        present = _valid_boxes(key_boxes)
+        if sample.object_boxes is None:
             det = key_boxes[present]
         else:
-            objects = np.asarray(object_masks, dtype=bool)
-            det = _normalised_cxcywh(objects[objects.reshape(len(objects), -1).any(axis=1)], (h, w))
+            objects = np.asarray(sample.object_boxes, dtype=np.float32).reshape(-1, 4)
+            det = objects[_valid_boxes(objects)]
         crops = None
         if n_tsf:
-            if track is None:
-                if not len(targets):
-                    raise ValueError("TSF needs a track: give `track` or at least one target masklet")
-                track = track_boxes(targets[0])
+            if sample.track is not None:
+                track = fill_track(sample.track, (h, w))
+            elif len(tracks):
+                track = fill_track(tracks[0], (h, w))
+            else:
+                raise ValueError("TSF needs a track: give `track`, `masks` or `boxes`")
             crops = self.tsf_crops(frames, track).numpy()
         return TrainingSample(
             input_ids=np.asarray(example.input_ids, dtype=np.int64),
@@ -202,18 +194,55 @@ class SparrowProcessor:
             temporal_frames=temporal.numpy(),
             sam_frames=self.sam_inputs(frames[idx]).numpy(),
             supervised=sup,
-            key_frame=key_frame,
+            key_frame=sample.key_frame,
             seg_masks=seg_masks,
-            boxes=key_boxes[box].reshape(-1, 4),
+            boxes=_normalised_cxcywh(np.nan_to_num(key_boxes[box]), (h, w)),
             box_valid=present[box],
-            det_boxes=det,
+            det_boxes=_normalised_cxcywh(det, (h, w)),
             tsf_crops=crops,
         )
 
+    def training_sample(
+        self,
+        frames: np.ndarray,
+        question: str,
+        answer: str,
+        targets: np.ndarray,
+        *,
+        sam_indices: np.ndarray | None = None,
+        supervised: np.ndarray | None = None,
+        key_frame: int = 0,
+        object_masks: np.ndarray | None = None,
+        track: np.ndarray | None = None,
+    ) -> TrainingSample:
+        """Keyword form of :meth:`prepare` for mask-annotated data: ``targets`` ``(n_slots, T, H, W)``
+        bool masklets, ``object_masks`` ``(G, H, W)`` bool masks of every object on the key frame."""
+        objects = None if object_masks is None else masks_to_boxes(np.asarray(object_masks, dtype=bool))
+        return self.prepare(
+            SparrowSample(
+                frames, question, answer, masks=targets, sam_indices=sam_indices, supervised=supervised,
+                key_frame=key_frame, object_boxes=objects, track=track,
+            )
+        )  # fmt: skip
 
-def _normalised_cxcywh(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Tight boxes of masks ``(N, H, W)`` as normalised ``cxcywh`` ``(N, 4)`` float32."""
-    if not len(masks):
-        return np.zeros((0, 4), dtype=np.float32)
-    xyxy = masks_to_boxes(masks)
-    return box_convert(normalize_boxes(xyxy, size), "xyxy", "cxcywh").astype(np.float32)
+    def collate(self, samples: list[SparrowSample]) -> SparrowBatch:
+        """:meth:`prepare` every sample, then :func:`~sparrow.models.batch.collate` them."""
+        return collate([self.prepare(s) for s in samples], self.tokenizer.ids.pad)
+
+
+def _boxes_or_nan(masks: np.ndarray) -> np.ndarray:
+    """``xyxy`` boxes ``(T, 4)`` float32 of masks ``(T, H, W)``; NaN where a mask is empty."""
+    boxes = masks_to_boxes(masks).astype(np.float32)
+    boxes[~masks.reshape(len(masks), -1).any(axis=1)] = np.nan
+    return boxes
+
+
+def _valid_boxes(boxes: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: finite ``xyxy`` boxes with positive width and height."""
+    return np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def _normalised_cxcywh(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``xyxy`` pixel boxes ``(N, 4)`` -> normalised ``cxcywh`` ``(N, 4)`` float32."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return box_convert(normalize_boxes(boxes, size), "xyxy", "cxcywh").astype(np.float32)

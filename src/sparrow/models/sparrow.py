@@ -28,7 +28,7 @@ transformers and is not trained here). Box prompt off + TSF off is the VideoGLaM
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,8 @@ from torch import Tensor, nn
 
 from sparrow.errors import ConfigError
 from sparrow.models.adapters import LanguageVisionMLP, VisionLanguageAdapter
-from sparrow.models.batch import Batch
-from sparrow.models.config import SparrowConfig
+from sparrow.models.batch import SparrowBatch
+from sparrow.models.config import SparrowConfig, load_config
 from sparrow.models.filtration import FiltrationHead, FiltrationOutput
 from sparrow.models.llm import build_causal_lm, decoder_hidden, greedy_generate, lm_width
 from sparrow.models.losses import (
@@ -52,34 +52,84 @@ from sparrow.models.losses import (
 from sparrow.models.processor import SparrowProcessor
 from sparrow.models.proposer import Proposer, ProposerOutput
 from sparrow.models.sam2 import Sam2Adapter, Sam2Features, sam2_hiera_large_config, tiny_sam2_config
-from sparrow.models.tokenizer import IGNORE_INDEX, SparrowTokenizer
+from sparrow.models.tokenizer import IGNORE_INDEX, SparrowTokenizer, build_tokenizer
 from sparrow.models.tsf import kmeans_medoids
 from sparrow.models.vision import SpatialEncoder, TemporalEncoder
 
 SAM2_VARIANTS = {"tiny": tiny_sam2_config, "hiera_large": sam2_hiera_large_config}
-LOSS_TERMS_BASE = ("lm_ce", "mask_bce", "mask_dice")
-LOSS_TERMS_BOX = ("proposal_bce", "box_l1", "box_giou", "det_class", "det_l1", "det_giou")
+MASK_TERMS = ("lm_ce", "mask_bce", "mask_dice")
+BOX_TERMS = ("proposal_bce", "box_l1", "box_giou")
+DET_TERMS = ("det_class", "det_l1", "det_giou")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def loss_terms(config: SparrowConfig) -> tuple[str, ...]:
-    """Names of the loss terms :meth:`SparrowModel.forward` returns under ``config``'s switches."""
-    return LOSS_TERMS_BASE + (LOSS_TERMS_BOX if config.box_prompt else ())
+def loss_terms(config: SparrowConfig, stage: int | None = None) -> tuple[str, ...]:
+    """Loss terms :meth:`SparrowModel.forward` computes under ``config``'s switches and ``stage``.
+
+    Without a stage: every term (the box-branch and proposer terms only with the box prompt on).
+    With a stage: that stage's terms (:data:`STAGES`), minus the box-branch terms if the box prompt is off.
+    """
+    if stage is None:
+        return MASK_TERMS + ((*BOX_TERMS, *DET_TERMS) if config.box_prompt else ())
+    terms = STAGES[stage].losses
+    return terms if config.box_prompt else tuple(t for t in terms if t not in BOX_TERMS)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of the training recipe (PAPER 1.3).
+
+    Attributes:
+        losses: the loss terms computed (others are neither computed nor returned).
+        trainable: parts trained (the LLM through its LoRA adapters when LoRA is configured).
+        from_scratch: parts also trained when ``config.train_from_scratch`` (the tiny preset has no
+            pretrained weights, so its encoders and SAM2 must learn somewhere).
+    """
+
+    losses: tuple[str, ...]
+    trainable: tuple[str, ...]
+    from_scratch: tuple[str, ...]
+
+
+STAGES: dict[int, StagePlan] = {
+    # 0: class-agnostic proposer pretraining, DETR losses only.
+    0: StagePlan(DET_TERMS, ("proposer",), ("sam2",)),
+    # 1: TSF injection: V->L adapters, LLM (LoRA), [SEG] L->V MLP; no box branch.
+    1: StagePlan(MASK_TERMS, ("spatial_adapter", "temporal_adapter", "llm", "seg_projection"),
+                 ("spatial_encoder", "temporal_encoder", "sam2")),
+    # 2: filtration head and the L->V MLPs, box prompt on (recipes set tsf.mode=off here).
+    2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection"), ("sam2",)),
+}  # fmt: skip
 
 
 def build_sam2(config: SparrowConfig) -> Sam2Adapter:
-    """SAM2 of the preset: from ``sam2.path`` (local folder) or fresh from ``sam2.variant``."""
+    """SAM2 of the preset: from ``sam2.path`` (local folder) or fresh from ``sam2.variant``.
+
+    Raises:
+        ConfigError: the folder's image size or architecture is not ``sam2.image_size`` / ``sam2.variant``
+            (a checkpoint stores the variant, so the two must agree).
+    """
     settings = config.sam2
+    expected = SAM2_VARIANTS[settings.variant](settings.image_size)
     if settings.path is None:
-        return Sam2Adapter.from_config(SAM2_VARIANTS[settings.variant](settings.image_size))
+        return Sam2Adapter.from_config(expected)
     adapter = Sam2Adapter.from_pretrained(settings.path)
-    if adapter.image_size != settings.image_size:
+    loaded = adapter.model.config
+    found = (loaded.image_size, _hiera_shape(loaded), loaded.mask_decoder_config.hidden_size)
+    wanted = (expected.image_size, _hiera_shape(expected), expected.mask_decoder_config.hidden_size)
+    if found != wanted:
         raise ConfigError(
-            f"sam2.image_size={settings.image_size} but the SAM2 folder is for {adapter.image_size} px",
+            f"the SAM2 folder (image size, Hiera stages, decoder width) = {found} does not match "
+            f"sam2.variant={settings.variant!r} at {settings.image_size} px = {wanted}",
             path=settings.path,
-            fix="set sam2.image_size to the folder's image size",
+            fix="set sam2.variant and sam2.image_size to the folder's architecture",
         )
     return adapter
+
+
+def _hiera_shape(config: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    backbone = config.vision_config.backbone_config
+    return tuple(backbone.blocks_per_stage), tuple(backbone.embed_dim_per_stage)
 
 
 @dataclass
@@ -87,22 +137,25 @@ class SparrowOutput:
     """Output of :meth:`SparrowModel.forward`.
 
     Attributes:
-        loss: weighted sum of :attr:`losses` (scalar).
-        losses: every unweighted term (:func:`loss_terms`), scalars.
-        answer_logits: ``(n_answer, V)`` LM logits at the positions that predict answer tokens.
-        mask_logits: ``(N, 1, S/4, S/4)`` low-res mask logits of each decoded (target, frame) pair.
-        mask_pairs: ``(N, 2)`` int64 ``([SEG] index, SAM frame index)`` of each row of ``mask_logits``.
-        object_score_logits: ``(N, 1)``.
-        proposals: top-k proposals of each sample's key frame ``(B, k, ...)``, or ``None`` (box prompt off).
+        loss: the sum of :attr:`losses` (scalar).
+        losses: every active term (:func:`loss_terms`), already multiplied by its weight in
+            ``config.losses``; scalars.
+        answer_logits: ``(n_answer, V)`` LM logits at the positions that predict answer tokens, or
+            ``None`` when the LLM did not run (stage 0).
+        mask_logits: ``(N, 1, S/4, S/4)`` low-res mask logits of each decoded (target, frame) pair,
+            or ``None`` (no mask terms / no supervised pair).
+        mask_pairs: ``(N, 2)`` int64 ``([SEG] index, SAM frame index)`` of each row, or ``None``.
+        object_score_logits: ``(N, 1)``, or ``None``.
+        proposals: top-k proposals of each sample's key frame ``(B, k, ...)``, or ``None``.
         filtration: per-``[BOX]`` filtration output ``(n_box, k, ...)``, or ``None``.
     """
 
     loss: Tensor
     losses: dict[str, Tensor]
-    answer_logits: Tensor
-    mask_logits: Tensor
-    mask_pairs: Tensor
-    object_score_logits: Tensor
+    answer_logits: Tensor | None
+    mask_logits: Tensor | None
+    mask_pairs: Tensor | None
+    object_score_logits: Tensor | None
     proposals: ProposerOutput | None
     filtration: FiltrationOutput | None
 
@@ -177,8 +230,25 @@ class SparrowModel(nn.Module):
         self.filtration = FiltrationHead(
             p.hidden_dim, p.hidden_dim, config.filtration.hidden_dim, refine=config.filtration.refine
         )
+        self.stage: int | None = None
         if config.dtype != "float32":
             self.to(_DTYPES[config.dtype])
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str | Path,
+        overrides: dict | list[str] | None = None,
+        *,
+        texts: Iterable[str] | None = None,
+    ) -> SparrowModel:
+        """A fresh model of a preset (name or YAML path) with its tokenizer.
+
+        Parts with a ``path`` load their pretrained weights; the tokenizer is the LM's, or trained on
+        ``texts`` for presets without one (``tiny``). See :func:`~sparrow.models.tokenizer.build_tokenizer`.
+        """
+        config = load_config(preset, overrides)
+        return cls(config, build_tokenizer(config.llm, texts))
 
     # -- structure -------------------------------------------------------------------------------
 
@@ -270,7 +340,7 @@ class SparrowModel(nn.Module):
         Args:
             input_ids: ``(B, L)``; each row has exactly ``n_video`` ``<video>`` ids and 0 or K ``<tsf>``.
             video_tokens: ``(B, n_video, D)``.
-            tsf_tokens: ``(B, K, D)`` or ``None``; row ``i`` is used only if row ``i`` has ``<tsf>`` ids.
+            tsf_tokens: ``(R, K, D)`` for the ``R`` rows that hold ``<tsf>`` ids, in order, or ``None``.
         """
         ids = self._tok().ids
         embeds = self.llm.get_input_embeddings()(input_ids)
@@ -289,52 +359,94 @@ class SparrowModel(nn.Module):
             if tsf_tokens is None:
                 raise ValueError("the input has <tsf> placeholders but no TSF tokens were given")
             k = tsf_tokens.shape[1]
-            if bool((tsf.sum(dim=1)[tsf_rows] != k).any()):
-                raise ValueError(f"a row has a number of <tsf> ids other than K = {k}")
-            embeds = embeds.masked_scatter(tsf[..., None], tsf_tokens[tsf_rows].to(embeds.dtype))
+            if bool((tsf.sum(dim=1)[tsf_rows] != k).any()) or tsf_tokens.shape[0] != int(tsf_rows.sum()):
+                raise ValueError(
+                    f"{int(tsf_rows.sum())} rows hold <tsf> ids but TSF tokens {tuple(tsf_tokens.shape)} were given (K = {k})"
+                )
+            embeds = embeds.masked_scatter(tsf[..., None], tsf_tokens.to(embeds.dtype))
         return embeds
 
     # -- training --------------------------------------------------------------------------------
 
-    def forward(self, batch: Batch) -> SparrowOutput:
-        """Teacher-forced training step: every loss term (:func:`loss_terms`) and the total."""
+    def set_stage(self, stage: int | None) -> None:
+        """Freeze / unfreeze parts and choose the loss terms for a training stage (:data:`STAGES`).
+
+        ``None``: every part trainable, every term (:func:`loss_terms`). Stage 2 needs the box prompt on.
+        """
+        if stage is not None and stage not in STAGES:
+            raise ValueError(f"unknown stage {stage}; use one of {sorted(STAGES)} or None")
+        if stage == 2 and not self.config.box_prompt:
+            raise ValueError("stage 2 trains the box branch: set box_prompt=true")
+        self.stage = stage
+        if stage is None:
+            self.requires_grad_(True)
+            return
+        plan = STAGES[stage]
+        train = set(plan.trainable) | (set(plan.from_scratch) if self.config.train_from_scratch else set())
+        self.requires_grad_(False)
+        for name in train:
+            part = self.parts()[name]
+            if name == "llm" and self.config.llm.lora is not None and not self.config.train_from_scratch:
+                for param_name, param in part.named_parameters():
+                    param.requires_grad_("lora_" in param_name)
+            else:
+                part.requires_grad_(True)
+
+    def forward(self, batch: SparrowBatch) -> SparrowOutput:
+        """Teacher-forced training step: the weighted loss terms of the stage and their sum.
+
+        Only what the active terms (:func:`loss_terms`) need is computed: the LLM for CE / masks /
+        boxes, SAM2 on the supervised frames for the mask terms and on the key frames for the
+        proposer and box terms, the box branch (``[BOX]`` MLP, filtration, box prompt) for the box terms.
+        """
         cfg = self.config
         ids = self._tok().ids
-        seg_box = self._check_targets(batch)
-        video_tokens = self.encode_video(batch.spatial_frames, batch.temporal_frames)
-        tsf_tokens = None
-        if cfg.tsf.mode != "off" and batch.tsf_crops is not None:
-            tsf_tokens = self.tsf_tokens(batch.tsf_crops, batch.tsf_valid)
-        embeds = self.embed_inputs(batch.input_ids, video_tokens, tsf_tokens)
-        hidden, _ = decoder_hidden(self.llm, embeds, batch.attention_mask)
+        terms = loss_terms(cfg, self.stage)
+        need_det = any(t in terms for t in DET_TERMS)
+        need_box = any(t in terms for t in BOX_TERMS)
+        need_mask = "mask_bce" in terms or "mask_dice" in terms
+        seg_box = self._check_targets(batch, masks=need_mask, boxes=need_box)
+        losses: dict[str, Tensor] = {}
 
-        # LM cross-entropy on the answer tokens only (logits only where they are needed).
-        targets = batch.labels[:, 1:]
-        answer = targets != IGNORE_INDEX
-        answer_logits = self.llm.get_output_embeddings()(hidden[:, :-1][answer])
-        zero = hidden.sum() * 0.0
-        losses = {"lm_ce": F.cross_entropy(answer_logits.float(), targets[answer]) if answer.any() else zero}
+        hidden = answer_logits = None
+        if "lm_ce" in terms or need_mask or need_box:
+            video_tokens = self.encode_video(batch.spatial_frames, batch.temporal_frames)
+            tsf_tokens = None
+            if cfg.tsf.mode != "off" and batch.tsf_crops is not None:
+                rows = batch.tsf_valid.any(dim=1)  # samples prepared with TSF
+                tsf_tokens = self.tsf_tokens(batch.tsf_crops[rows], batch.tsf_valid[rows])
+            embeds = self.embed_inputs(batch.input_ids, video_tokens, tsf_tokens)
+            hidden, _ = decoder_hidden(self.llm, embeds, batch.attention_mask)
+            # Cross-entropy on the answer tokens only (logits only where they are needed).
+            targets = batch.labels[:, 1:]
+            answer = targets != IGNORE_INDEX
+            answer_logits = self.llm.get_output_embeddings()(hidden[:, :-1][answer])
+            if "lm_ce" in terms:
+                losses["lm_ce"] = (
+                    F.cross_entropy(answer_logits.float(), targets[answer])
+                    if answer.any()
+                    else hidden.sum() * 0.0
+                )
 
-        seg_hidden = hidden[batch.input_ids == ids.seg]
         b, t = batch.sam_frames.shape[:2]
-        needed = batch.supervised.clone()
-        if cfg.box_prompt:
-            needed[torch.arange(b), batch.key_frames] = True
+        needed = batch.supervised.clone() if need_mask else torch.zeros_like(batch.supervised)
+        if need_det or need_box:
+            needed[torch.arange(b, device=needed.device), batch.key_frames] = True
         flat = needed.flatten().nonzero()[:, 0]
         row_of = torch.full((b * t,), -1, dtype=torch.long, device=flat.device)
         row_of[flat] = torch.arange(flat.numel(), device=flat.device)
         features = self.sam2.image_features(batch.sam_frames.flatten(0, 1)[flat])
 
-        proposals = filtration = None
-        box_prompts = None
-        if cfg.box_prompt:
-            box_hidden = hidden[batch.input_ids == ids.box]
+        proposals = filtration = box_prompts = None
+        if need_det or need_box:
             key_rows = row_of[torch.arange(b, device=flat.device) * t + batch.key_frames]
             all_proposals = self.proposer(features.image_embeddings[key_rows])
-            losses.update(detr_losses(all_proposals, batch.det_boxes))
+            if need_det:
+                losses.update(detr_losses(all_proposals, batch.det_boxes))
             proposals = all_proposals.top_k(cfg.proposer.top_k)
+        if need_box:
             per_box = _index_proposals(proposals, batch.box_sample)
-            filtration = self.filtration(self.box_projection(box_hidden), per_box)
+            filtration = self.filtration(self.box_projection(hidden[batch.input_ids == ids.box]), per_box)
             valid = batch.box_valid
             if bool(valid.any()):
                 losses["proposal_bce"] = proposal_selection_loss(
@@ -342,36 +454,36 @@ class SparrowModel(nn.Module):
                 )
                 losses.update(box_l1_giou_loss(filtration.selected_boxes[valid], batch.boxes[valid]))
             else:
+                zero = filtration.scores.sum() * 0.0
                 losses.update({"proposal_bce": zero, "box_l1": zero, "box_giou": zero})
-            box_prompts = filtration.selected_boxes.detach()[seg_box]
+            if seg_box is not None:
+                box_prompts = filtration.selected_boxes.detach()[seg_box]
 
-        pairs = batch.supervised[batch.seg_sample].nonzero()  # (N, 2): ([SEG] j, frame t)
-        seg_of_pair = pairs[:, 0]
-        frame_rows = row_of[batch.seg_sample[seg_of_pair] * t + pairs[:, 1]]
-        seg_prompts = self.seg_projection(seg_hidden)
-        if pairs.shape[0]:
-            decoded = self.sam2.decode(
-                features.select(frame_rows),
-                boxes=None if box_prompts is None else box_prompts[seg_of_pair],
-                seg_embeddings=seg_prompts[seg_of_pair][:, None],
-            )
-            size = tuple(batch.seg_masks.shape[-2:])
-            logits = self.sam2.upsample_logits(decoded.mask_logits, size)[:, 0]
-            target = batch.seg_masks[seg_of_pair, pairs[:, 1]].to(logits.dtype)
-            losses["mask_bce"] = mask_bce_loss(logits, target)
-            losses["mask_dice"] = dice_loss(logits, target)
-            mask_logits, scores = decoded.mask_logits, decoded.object_score_logits
-        else:
-            losses["mask_bce"] = losses["mask_dice"] = zero + seg_prompts.sum() * 0.0
-            side = self.sam2.image_size // 4
-            mask_logits = hidden.new_zeros((0, 1, side, side))
-            scores = hidden.new_zeros((0, 1))
+        pairs = mask_logits = scores = None
+        if need_mask:
+            pairs = batch.supervised[batch.seg_sample].nonzero()  # (N, 2): ([SEG] j, frame t)
+            seg_of_pair = pairs[:, 0]
+            seg_prompts = self.seg_projection(hidden[batch.input_ids == ids.seg])
+            if pairs.shape[0]:
+                decoded = self.sam2.decode(
+                    features.select(row_of[batch.seg_sample[seg_of_pair] * t + pairs[:, 1]]),
+                    boxes=None if box_prompts is None else box_prompts[seg_of_pair],
+                    seg_embeddings=seg_prompts[seg_of_pair][:, None],
+                )
+                size = tuple(batch.seg_masks.shape[-2:])
+                logits = self.sam2.upsample_logits(decoded.mask_logits, size)[:, 0]
+                target = batch.seg_masks[seg_of_pair, pairs[:, 1]].to(logits.dtype)
+                losses["mask_bce"] = mask_bce_loss(logits, target)
+                losses["mask_dice"] = dice_loss(logits, target)
+                mask_logits, scores = decoded.mask_logits, decoded.object_score_logits
+            else:
+                losses["mask_bce"] = losses["mask_dice"] = hidden.sum() * 0.0 + seg_prompts.sum() * 0.0
 
         weights = cfg.losses
-        total = sum(getattr(weights, name) * losses[name] for name in loss_terms(cfg))
+        weighted = {name: getattr(weights, name) * losses[name] for name in terms}
         return SparrowOutput(
-            loss=total,
-            losses={name: losses[name] for name in loss_terms(cfg)},
+            loss=sum(weighted.values()),
+            losses=weighted,
             answer_logits=answer_logits,
             mask_logits=mask_logits,
             mask_pairs=pairs,
@@ -380,21 +492,21 @@ class SparrowModel(nn.Module):
             filtration=filtration,
         )
 
-    def _check_targets(self, batch: Batch) -> Tensor | None:
-        """Validate the grounding tokens against the targets before any compute; with the box
-        prompt on, return the ``[BOX]`` index of each ``[SEG]``."""
+    def _check_targets(self, batch: SparrowBatch, *, masks: bool, boxes: bool) -> Tensor | None:
+        """Validate the grounding tokens against the targets before any compute; when both branches
+        run, return the ``[BOX]`` index of each ``[SEG]`` (its box prompt)."""
         ids = self._tok().ids
         n_seg = int((batch.input_ids == ids.seg).sum())
-        if n_seg != batch.seg_masks.shape[0]:
+        if masks and n_seg != batch.seg_masks.shape[0]:
             raise ValueError(
                 f"the batch has {n_seg} [SEG] tokens but {batch.seg_masks.shape[0]} target masklets"
             )
-        if not self.config.box_prompt:
+        if not boxes:
             return None
         n_box = int((batch.input_ids == ids.box).sum())
         if n_box != batch.boxes.shape[0]:
             raise ValueError(f"the batch has {n_box} [BOX] tokens but {batch.boxes.shape[0]} box targets")
-        return _seg_box_pairs(batch.input_ids, ids.box, ids.seg)
+        return _seg_box_pairs(batch.input_ids, ids.box, ids.seg) if masks else None
 
     # -- inference pieces ------------------------------------------------------------------------
 

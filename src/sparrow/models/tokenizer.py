@@ -23,7 +23,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from sparrow.errors import CheckpointError
-from sparrow.models.config import TemplateConfig
+from sparrow.models.config import LLMConfig, TemplateConfig
 
 SEG = "[SEG]"
 BOX = "[BOX]"
@@ -212,6 +212,21 @@ def train_tokenizer(
     )
     tokenizer.train_from_iterator(texts, trainer)
     return SparrowTokenizer(tokenizer, template)
+
+
+def build_tokenizer(config: LLMConfig, texts: Iterable[str] | None = None) -> SparrowTokenizer:
+    """The tokenizer of a fresh model: the pretrained LM's (``llm.tokenizer``, else ``llm.path``)
+    with the grounding tokens added, or one trained on ``texts`` (``llm.tokenizer_vocab_size``).
+
+    Raises:
+        ValueError: no pretrained tokenizer folder is configured and no ``texts`` were given.
+    """
+    folder = config.tokenizer or config.path
+    if folder is not None:
+        return SparrowTokenizer.from_pretrained_lm(folder, config.template)
+    if texts is None:
+        raise ValueError("this preset trains its tokenizer: pass the training texts (e.g. SynRef's)")
+    return train_tokenizer(texts, config.template, config.tokenizer_vocab_size)
 
 
 def _atomic_write(path: Path, text: str) -> None:

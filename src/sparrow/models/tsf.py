@@ -23,23 +23,29 @@ from sparrow.models.vision import resize_normalize
 from sparrow.structures.boxes import masks_to_boxes
 
 
-def track_boxes(masks: np.ndarray) -> np.ndarray:
-    """Per-frame ``xyxy`` pixel boxes ``(T, 4)`` float32 of a target's masks ``(T, H, W)`` bool.
+def fill_track(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Complete a track: ``boxes`` ``(T, 4)`` ``xyxy`` pixels, NaN (or empty) where unknown.
 
-    A frame whose mask is empty reuses the previous frame's box, or the full frame when no earlier
-    frame has one (the authors' rule).
+    A frame without a box reuses the previous frame's box, or the full frame ``size = (H, W)``
+    when no earlier frame has one (the authors' rule for empty masks). Returns ``(T, 4)`` float32.
     """
-    masks = np.asarray(masks, dtype=bool)
-    t, h, w = masks.shape
-    boxes = masks_to_boxes(masks)
-    present = masks.reshape(t, -1).any(axis=1)
+    h, w = size
+    out = np.asarray(boxes, dtype=np.float32).copy()
+    known = np.isfinite(out).all(axis=1) & (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
     previous = np.array([0.0, 0.0, w, h], dtype=np.float32)
-    for i in range(t):
-        if present[i]:
-            previous = boxes[i]
+    for i in range(len(out)):
+        if known[i]:
+            previous = out[i]
         else:
-            boxes[i] = previous
-    return boxes
+            out[i] = previous
+    return out
+
+
+def track_boxes(masks: np.ndarray) -> np.ndarray:
+    """Per-frame ``xyxy`` pixel boxes ``(T, 4)`` float32 of a target's masks ``(T, H, W)`` bool,
+    completed by :func:`fill_track` where a mask is empty."""
+    masks = np.asarray(masks, dtype=bool)
+    return fill_track(masks_to_boxes(masks), masks.shape[1:])
 
 
 def crop_indices(n_frames: int, max_crops: int) -> np.ndarray:

@@ -71,6 +71,9 @@ class MetricsLog:
         """Drop the records written after step ``step`` of stage ``stage_index`` (resume point)."""
         if not self.enabled or not self.path.is_file():
             return
+        if self._file is not None:  # the file is replaced: later writes must go to the new one
+            self._file.close()
+            self._file = None
         kept = [
             r
             for r in read_metrics(self.path)

@@ -110,8 +110,7 @@ class SparrowTask:
             tokenizer = train_tokenizer(texts, llm.template, llm.tokenizer_vocab_size)
         return SparrowModel(config, tokenizer)
 
-    def load_model(self, folder: Path) -> SparrowModel:
-        overrides = self.recipe.model.overrides if folder == Path(self.recipe.model.init or "") else None
+    def load_model(self, folder: Path, overrides: dict[str, Any]) -> SparrowModel:
         return SparrowModel.from_pretrained(folder, overrides or None)
 
     def _sources(self, specs: Sequence[DatasetSpec], model: nn.Module) -> list[ConversationSource]:

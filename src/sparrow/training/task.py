@@ -9,7 +9,8 @@ A model is an ``nn.Module`` with
 - ``forward(batch) -> output`` where ``output.loss`` is the scalar total and ``output.losses`` a
   ``dict[str, Tensor]`` of its (weighted) terms;
 - ``set_stage(stage: int)``: freezes / unfreezes parameters for a paper stage (0, 1, 2);
-- ``save_pretrained(folder)``; the task's :meth:`TrainingTask.load_model` reads that folder back.
+- ``save_pretrained(folder)``; the task's :meth:`TrainingTask.load_model` reads that folder back
+  (with config overrides: a stage may change switches such as TSF).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class TrainingTask(Protocol):
         """A fresh model of the recipe's preset (the trainer saves it once as the run's ``init/``)."""
         ...
 
-    def load_model(self, folder: Path) -> nn.Module:
-        """The model saved in ``folder`` by ``save_pretrained``."""
+    def load_model(self, folder: Path, overrides: dict[str, Any]) -> nn.Module:
+        """The model saved in ``folder`` by ``save_pretrained``, with config ``overrides`` (nested keys)."""
         ...
 
     def train_sources(self, model: nn.Module) -> list[SampleSource]:

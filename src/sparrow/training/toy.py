@@ -166,8 +166,17 @@ class ToyTask:
     def build_model(self) -> ToyModel:
         return ToyModel(self.config)
 
-    def load_model(self, folder: Path) -> ToyModel:
-        return ToyModel.from_pretrained(folder)
+    def load_model(self, folder: Path, overrides: dict[str, Any]) -> ToyModel:
+        model = ToyModel.from_pretrained(folder)
+        unknown = sorted(set(overrides) - {"dropout"})
+        if unknown:
+            raise ConfigError(
+                f"the toy model cannot change {unknown} after it is built", fix="only dropout may change"
+            )
+        if "dropout" in overrides:
+            model.config.dropout = float(overrides["dropout"])
+            model.adapter[2].p = model.config.dropout
+        return model
 
     def train_sources(self, model: nn.Module) -> list[ToySource]:
         return [ToySource(spec, self.config.dim) for spec in self.recipe.data.train]

@@ -62,7 +62,7 @@ from .checkpoint import (
 from .metrics_log import MetricsLog
 from .optim import make_optimizer, make_scheduler
 from .progress import TrainProgress
-from .recipe import Recipe, StageSpec, check_resumable, dump_recipe, stored_recipe
+from .recipe import Recipe, StageSpec, check_resumable, dump_recipe, merge, stored_recipe
 from .stages import STAGES, checkpoints_dir, final_dir
 from .task import SampleSource, TrainingTask, make_task
 
@@ -152,9 +152,6 @@ class _Items(Dataset):
 
     def __init__(self, sources: list[SampleSource]) -> None:
         self.sources = sources
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self.sources)
 
     def __getitem__(self, key: tuple[SampleRef, SamplerState]) -> tuple[SampleRef, SamplerState, Any]:
         ref, after = key
@@ -287,7 +284,12 @@ class Trainer:
         return init
 
     def _build_model(self, index: int, stage: int) -> nn.Module:
-        model = self.task.load_model(self._stage_init(index))
+        """The model of stage ``index``: its start folder, the stage's config overrides, ``set_stage``."""
+        overrides: dict[str, Any] = {}
+        if index == 0 and self.recipe.model.init:
+            merge(overrides, self.recipe.model.overrides)
+        merge(overrides, self.recipe.stages[index].model)
+        model = self.task.load_model(self._stage_init(index), overrides)
         model.set_stage(stage)
         return model
 
@@ -325,6 +327,8 @@ class Trainer:
                     path=latest,
                     fix="resume with the recipe the run was started with",
                 )
+        # drop what a killed run logged after this point (and any torn last line)
+        self.metrics.rewind(index, state.step)
         sources = self.task.train_sources(model)
         model, optimizer = acc.prepare(model, optimizer)
         if latest is not None:
@@ -332,7 +336,6 @@ class Trainer:
             scheduler.load_state_dict(json.loads((latest / "scheduler.json").read_text(encoding="utf-8")))
             if acc.scaler is not None and (latest / "scaler.pt").is_file():
                 acc.scaler.load_state_dict(load_torch(latest / "scaler.pt"))
-            self.metrics.rewind(index, state.step)
 
         batch_size = recipe.stage_batch_size(index)
         sampler = MixtureSampler(

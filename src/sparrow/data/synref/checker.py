@@ -45,6 +45,7 @@ EVENT_DEG = 60.0
 PRESENT_FRACTION = 0.4
 SEEN_FRACTION = 0.3
 MIN_SEEN_FRAMES = 2
+TAG_ORDER = ("occluded", "reappears", "crosses_lookalike", "late_appearance", "motion_only", "multi_object")
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,6 +285,19 @@ class Checker:
         self.lookalikes = [
             [j for j in range(len(looks)) if j != k and looks[j] == looks[k]] for k in range(len(looks))
         ]
+        self.object_tags = [
+            frozenset(
+                tag
+                for tag, hit in (
+                    ("occluded", self.longest_hidden(k) >= 3),
+                    ("reappears", self.reappears(k)),
+                    ("crosses_lookalike", self.crosses_lookalike(k)),
+                    ("late_appearance", self.first[k] > 0),
+                )
+                if hit
+            )
+            for k in range(obs.num_objects)
+        ]
         self._cache: dict[Motion | Event | Relation, tuple[list[Truth], Proof | None]] = {}
         self._matches: dict[Filter, list[int]] = {}
 
@@ -487,21 +501,13 @@ class Checker:
     def tags(self, query: Query, proof: Proof) -> list[str]:
         """The difficulty tags of a proved query (see ``docs/synref.md`` for each definition)."""
         refs = proof.referents
-        tags = []
-        if any(self.longest_hidden(k) >= 3 for k in refs):
-            tags.append("occluded")
-        if any(self.reappears(k) for k in refs):
-            tags.append("reappears")
-        if any(self.crosses_lookalike(k) for k in refs):
-            tags.append("crosses_lookalike")
-        if any(self.first[k] > 0 for k in refs):
-            tags.append("late_appearance")
+        found = set().union(*(self.object_tags[k] for k in refs))
         if (
             isinstance(query.predicate, (Motion, Event))
             and any(self.lookalikes[k] for k in refs)
             and len(self.matching(query.target)) > query.count
         ):
-            tags.append("motion_only")
+            found.add("motion_only")
         if query.count > 1:
-            tags.append("multi_object")
-        return tags
+            found.add("multi_object")
+        return [t for t in TAG_ORDER if t in found]

@@ -20,7 +20,7 @@ import numpy as np
 
 from sparrow.errors import DataFormatError
 
-from .checker import Checker, Truth
+from .checker import TAG_ORDER, Checker, Truth
 from .query import DIRECTIONS, EVENTS, MOTIONS, RELATIONS, SPANS, Event, Filter, Motion, Query, Relation
 from .world import ATTRIBUTES, COLOURS, SHAPES, TEXTURES
 
@@ -60,8 +60,8 @@ _SPAN_TEXT = {
     "before_gone": "before it disappears",
     "after_return": "after it reappears",
 }
-HARD_TAGS = ("occluded", "reappears", "crosses_lookalike", "late_appearance", "motion_only")
-TAGS = (*HARD_TAGS, "multi_object")
+TAGS = TAG_ORDER
+HARD_TAGS = TAGS[:-1]  # all but multi_object
 
 SEGMENT_QUESTIONS = (
     "Can you segment {exp} in this video?",
@@ -261,9 +261,9 @@ class Proposer:
                 best.append(_filter_of(self.attrs[k], names))
         return best
 
-    def _propose(
-        self, k: int, predicate: Motion | Event | Relation | None, span: str | None = None
-    ) -> Expression | None:
+    def _propose(self, k: int, predicate: Motion | Event | Relation | None) -> Expression | None:
+        """A proved expression for object ``k`` alone with this predicate: the least specific
+        appearance that leaves every rival out (ties broken at random), or None."""
         if isinstance(predicate, Event) and predicate.kind == "appears_last":
             if self.ck.first[k] < 1:
                 return None
@@ -276,7 +276,7 @@ class Proposer:
             truth, _ = self.ck.truths(Query(Filter(), 1, predicate))
             filters = self._minimal_filters(k, truth)
         for target in self._order(filters):
-            expr = self._finish(Query(target, 1, predicate, span))
+            expr = self._finish(Query(target, 1, predicate))
             if expr is not None and expr.referents == (k,):
                 return expr
         return None
@@ -300,12 +300,12 @@ class Proposer:
         expression where one is provable, and multi-object expressions."""
         out: list[Expression] = []
         ck = self.ck
-        unique: dict[int, Filter] = {}
+        described: dict[int, Filter] = {}  # objects an appearance alone singles out
         for k in self.present:
             expr = self._propose(k, None)
             if expr is not None:
                 out.append(expr)
-                unique[k] = expr.query.target
+                described[k] = expr.query.target
                 full = _filter_of(self.attrs[k], frozenset(ATTRIBUTES))
                 if full != expr.query.target:
                     extra = self._finish(Query(full))
@@ -326,20 +326,22 @@ class Proposer:
                 expr = self._propose(k, predicate)
                 if expr is not None:
                     out.append(expr)
-            anchors = [a for a in unique if a != k]
+            anchors = [a for a in described if a != k]
             for a in self.rng.permutation(anchors)[:2] if anchors else []:
                 for kind in RELATIONS:
-                    expr = self._propose(k, Relation(kind, unique[int(a)]))
+                    expr = self._propose(k, Relation(kind, described[int(a)]))
                     if expr is not None:
                         out.append(expr)
-            if k in unique:
+            if k in described:
                 for span in SPANS:
-                    expr = self._finish(Query(unique[k], 1, None, span))
+                    expr = self._finish(Query(described[k], 1, None, span))
                     if expr is not None:
                         out.append(expr)
         out += self._multi()
-        seen: set[str] = set()
-        return [e for e in out if not (e.text in seen or seen.add(e.text))]  # type: ignore[func-returns-value]
+        by_text: dict[str, Expression] = {}
+        for e in out:  # one expression per text, the first proposed
+            by_text.setdefault(e.text, e)
+        return list(by_text.values())
 
     def _multi(self) -> list[Expression]:
         """Expressions for several objects: an appearance shared by 2+ objects, alone or with

@@ -76,9 +76,14 @@ class Knobs:
                     )
             elif isinstance(value, tuple):
                 if len(value) != 2 or value[0] > value[1] or value[0] < 0:
-                    raise ConfigError(f"knob {f.name}: {value} is not a range low,high with 0 <= low <= high")
+                    raise ConfigError(
+                        f"knob {f.name}: {value} is not a range",
+                        fix=f"give {f.name}=low,high with 0 <= low <= high",
+                    )
             elif f.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ConfigError(f"knob {f.name}: probability {value} outside [0, 1]")
+                raise ConfigError(
+                    f"knob {f.name}: probability {value} outside [0, 1]", fix="use a value in [0, 1]"
+                )
         if self.objects[0] < 1:
             raise ConfigError(
                 "knob objects: a video needs at least one object", fix="use objects=1,<n> or more"

@@ -100,6 +100,7 @@ class VideoSample:
         scene, rendering, checker: the world, its pixels and the prover built on them.
         expressions: the emitted (proved) expressions.
         caption: the grounded caption.
+        tubes: per expression, its ``[start, end)`` tube (:func:`expression_tube`) or None.
         qa: per expression, its question-answer pairs.
     """
 
@@ -110,6 +111,7 @@ class VideoSample:
     checker: Checker
     expressions: tuple[Expression, ...]
     caption: Caption
+    tubes: tuple[tuple[int, int] | None, ...]
     qa: tuple[tuple[dict[str, object], ...], ...]
 
     @cached_property
@@ -166,5 +168,6 @@ def generate_video(request: GenerationRequest, index: int) -> VideoSample:
     wanted = int(language_rng.integers(knobs.expressions[0], knobs.expressions[1] + 1))
     expressions = tuple(proposer.sample(proposer.candidates(), wanted, knobs.hard_bias))
     cap = caption(proposer)
-    qa = tuple(tuple(questions(e, expression_tube(checker, e), language_rng)) for e in expressions)
-    return VideoSample(index, request.video_id(index), scene, rendering, checker, expressions, cap, qa)
+    tubes = tuple(expression_tube(checker, e) for e in expressions)
+    qa = tuple(tuple(questions(e, tube, language_rng)) for e, tube in zip(expressions, tubes, strict=True))
+    return VideoSample(index, request.video_id(index), scene, rendering, checker, expressions, cap, tubes, qa)

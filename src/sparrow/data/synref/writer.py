@@ -46,7 +46,7 @@ from sparrow.structures.boxes import box_convert
 from sparrow.structures.masks import rle_encode_stack
 
 from .language import CAPTION_QUESTION, interrogative
-from .sample import GenerationRequest, VideoSample, expression_tube, generate_video
+from .sample import GenerationRequest, VideoSample, generate_video
 
 PARTS = ".parts"
 
@@ -120,9 +120,8 @@ def _video_part(sample: VideoSample, request: GenerationRequest) -> dict[str, An
         for k in range(len(scene.objects))
     }
     vidstg, qa = [], []
-    for i, (e, pairs) in enumerate(zip(sample.expressions, sample.qa, strict=True)):
+    for i, (e, tube, pairs) in enumerate(zip(sample.expressions, sample.tubes, sample.qa, strict=True)):
         qa += [dict(p, exp_id=str(i), obj_id=list(e.referents)) for p in pairs]
-        tube = expression_tube(ck, e)
         if tube is None:
             continue
         entry = {
