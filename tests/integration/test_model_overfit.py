@@ -10,10 +10,8 @@ pieces (proposals + filtration on the key frame, frame-wise decoding), give mask
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
-import pytest
 import torch
 
 from sparrow.data.synref import GenerationRequest, generate_video, preset
@@ -73,16 +71,6 @@ def iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: two per pytest worker oversubscribe the 2-core CI machine (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.usefixtures("one_thread")
 def test_tiny_model_overfits_one_synref_sample() -> None:
     torch.manual_seed(0)
     video, question, answer, referent, objects = synref_sample()

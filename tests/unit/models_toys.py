@@ -1,14 +1,8 @@
-"""Small inputs for the model tests: a hand-written corpus, clips of moving rectangles, and a
-fixture that runs a test module with ONE torch thread (restored afterwards): on the 2-core CI
-machine, with two pytest workers, two threads per worker oversubscribe the cores and the tiny
-model's steps get several times slower."""
+"""Small inputs for the model tests: a hand-written corpus and clips of moving rectangles."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 import torch
 
 from sparrow.models import SparrowModel, load_config, train_tokenizer
@@ -29,14 +23,6 @@ QUESTION = "Can you segment the red square in this video?"
 BOX_QUESTION = "Where is the blue square? Answer with a box."
 CAPTION_QUESTION = "Describe the video in detail with grounded phrases."
 CAPTION = "Sure, <p> the red square </p> [SEG] moves right past <p> the blue square </p> [SEG]."
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tokenizer(config: SparrowConfig) -> SparrowTokenizer:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from models_toys import QUESTION, clip, one_thread, tiny  # noqa: F401 (autouse fixture)
+from models_toys import QUESTION, clip, tiny
 from safetensors.torch import load_file, save_file
 
 from sparrow.errors import CheckpointError, ConfigError

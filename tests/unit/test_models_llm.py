@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models_toys import CORPUS, one_thread, tokenizer  # noqa: F401 (autouse fixture)
+from models_toys import CORPUS, tokenizer
 from tokenizers import Tokenizer, models
 
 from sparrow.errors import CheckpointError

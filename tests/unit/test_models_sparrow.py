@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, one_thread, tiny, tokenizer  # noqa: F401 (autouse fixture)
+from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, tiny, tokenizer
 
 from sparrow.models import (
     STAGES,

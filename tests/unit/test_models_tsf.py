@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models_toys import clip, one_thread, tiny  # noqa: F401 (autouse fixture)
+from models_toys import clip, tiny
 
 from sparrow.models.config import CLIP_MEAN, CLIP_STD
 from sparrow.models.tsf import crop_indices, crop_track, kmeans_medoids, track_boxes

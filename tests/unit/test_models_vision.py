@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from models_toys import one_thread  # noqa: F401 (autouse fixture)
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from sparrow.errors import CheckpointError, ConfigError

@@ -27,7 +27,7 @@ from sparrow.models.config import SparrowConfig
 from sparrow.models.sam2 import IMAGENET_MEAN, IMAGENET_STD
 from sparrow.models.tokenizer import BOX, SEG, SparrowTokenizer
 from sparrow.models.tsf import crop_indices, crop_track, fill_track
-from sparrow.models.vision import resize_normalize
+from sparrow.models.vision import encoder_hf_config, resize_normalize
 from sparrow.structures.boxes import box_convert, masks_to_boxes, normalize_boxes
 from sparrow.structures.masks import resize_mask
 
@@ -55,9 +55,10 @@ class SparrowProcessor:
         self.config = config
         self.tokenizer = tokenizer
         sp, tp = config.spatial, config.temporal
-        self.spatial_size = int(sp.hf["image_size"])
-        self.temporal_size = int(tp.hf.get("crop_size", 256))
-        tubelet = int(tp.hf.get("tubelet_size", 2))
+        spatial_hf, temporal_hf = encoder_hf_config(sp), encoder_hf_config(tp)
+        self.spatial_size = int(spatial_hf.image_size)
+        self.temporal_size = int(temporal_hf.crop_size)
+        tubelet = int(temporal_hf.tubelet_size)
         self.n_video = sp.frames * sp.pooled_tokens + (tp.frames // tubelet) * tp.pooled_tokens
         self.sam_size = config.sam2.image_size
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
+    PreTrainedConfig,
     SiglipVisionConfig,
     SiglipVisionModel,
     VJEPA2Config,
@@ -27,6 +28,17 @@ from transformers import (
 
 from sparrow.models.config import SpatialEncoderConfig, TemporalEncoderConfig
 from sparrow.models.pretrained import build_hf_model
+
+_SPATIAL = {"clip": (CLIPVisionModel, CLIPVisionConfig), "siglip": (SiglipVisionModel, SiglipVisionConfig)}
+
+
+def encoder_hf_config(config: SpatialEncoderConfig | TemporalEncoderConfig) -> PreTrainedConfig:
+    """The transformers config of an encoder section (no weights): from ``path`` when set (the folder
+    is authoritative), else from the ``hf`` sizes."""
+    config_cls = VJEPA2Config if isinstance(config, TemporalEncoderConfig) else _SPATIAL[config.kind][1]
+    if config.path is not None:
+        return config_cls.from_pretrained(config.path, local_files_only=True)
+    return config_cls(**config.hf)
 
 
 def resize_normalize(
@@ -57,10 +69,7 @@ class SpatialEncoder(nn.Module):
 
     def __init__(self, config: SpatialEncoderConfig) -> None:
         super().__init__()
-        model_cls, config_cls = {
-            "clip": (CLIPVisionModel, CLIPVisionConfig),
-            "siglip": (SiglipVisionModel, SiglipVisionConfig),
-        }[config.kind]
+        model_cls, config_cls = _SPATIAL[config.kind]
         self.model = build_hf_model(model_cls, config_cls, config.hf, config.path, "spatial")
         self.feature_layer = config.feature_layer
         self.has_cls = config.kind == "clip"
