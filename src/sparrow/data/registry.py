@@ -11,6 +11,7 @@ from typing import Any
 from sparrow.errors import ConfigError
 
 from .formats import (
+    has_mevis_split,
     read_davis,
     read_hcstvg,
     read_mevis,
@@ -40,6 +41,9 @@ class FormatSpec:
         writes: the prediction / submission layout our writer produces for it.
         splits: split names; the first is the default.
         read: the reader.
+        has_split: for layouts whose split names are open (MeViS: SynRef writes ``train``/``val``/
+            ``test``), ``has_split(root, split)`` says whether ``root`` holds a split of another name;
+            None: only ``splits`` are accepted.
     """
 
     name: str
@@ -49,15 +53,20 @@ class FormatSpec:
     writes: str
     splits: tuple[str, ...]
     read: Reader
+    has_split: Callable[[Path, str], bool] | None = None
 
     def open(
         self, root: str | Path, split: str | None = None, *, issues: Issues | None = None
     ) -> DatasetSplit:
         """Read ``split`` (default: the first) of a local copy at ``root``."""
         split = split or self.splits[0]
-        if split not in self.splits:
+        if split not in self.splits and not (
+            self.has_split is not None and self.has_split(Path(root), split)
+        ):
+            where = " or a split folder of that name under --root" if self.has_split is not None else ""
             raise ConfigError(
-                f"format {self.name!r} has no split {split!r}", fix=f"use one of {', '.join(self.splits)}"
+                f"format {self.name!r} has no split {split!r}",
+                fix=f"use one of {', '.join(self.splits)}{where}",
             )
         return self.read(Path(root), split, issues=issues)
 
@@ -78,9 +87,10 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec(
             "mevis", "RVOS",
             "<split>/meta_expressions.json, <split>/mask_dict.json (RLE per anno_id), <split>/JPEGImages/<video>/<frame>.jpg",
-            "--root: the folder holding the split folders (or one split folder); mask_dict.json only for GT splits",
+            "--root: the folder holding the split folders (or one split folder); mask_dict.json only for GT splits; "
+            "any split name whose folder has meta_expressions.json (SynRef: train, val, test)",
             "<video>/<exp_id>/<frame>.png L 0/255 (folder for `sparrow eval mevis`, zip for the valid server)",
-            ("valid_u", "valid", "train"), read_mevis,
+            ("valid_u", "valid", "train"), read_mevis, has_mevis_split,
         ),
         FormatSpec(
             "ref-youtube-vos", "RVOS",

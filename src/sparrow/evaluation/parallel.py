@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
@@ -96,7 +97,11 @@ def parallel_map(
                     _reraise(item, err)
                 progress.advance(task)
             return results
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+        # spawn, not fork: the caller may hold threads (the progress bar, OpenCV's pool, pytest-xdist)
+        # whose locks a forked child would inherit locked.
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             pending: dict[Future, int] = {pool.submit(fn, item): i for i, item in enumerate(seq)}
             try:
                 while pending:

@@ -107,6 +107,8 @@ def tiny_sam2_config(image_size: int = 128) -> Sam2VideoConfig:
     as SAM2's object-pointer split requires), memory features of 64 channels, one memory-attention
     layer, one memory-fuser block, and a mask downsampler that patchifies by 4 twice (stride 16 in
     two steps instead of SAM2's four). The memory bank keeps SAM2's 7 frames and 16 object pointers.
+    Tracked frames are decoded with the single-mask token, the one the prompted frames train (trained
+    from scratch, the tiny model has no use for SAM2's three ambiguity tokens).
     """
     backbone = Sam2HieraDetConfig(
         hidden_size=16,
@@ -132,6 +134,7 @@ def tiny_sam2_config(image_size: int = 128) -> Sam2VideoConfig:
         mask_downsampler_padding=0,
         memory_fuser_num_layers=1,
         memory_fuser_intermediate_dim=256,
+        multimask_output_for_tracking=False,
     )
 
 
@@ -227,6 +230,43 @@ class MaskDecoderOutput:
     iou_scores: Tensor
     object_score_logits: Tensor
     mask_tokens: Tensor
+
+
+@dataclass
+class TrackOutput:
+    """:meth:`Sam2Adapter.track` output for ``N`` objects over a clip of ``T`` frames (frame 0 prompted).
+
+    Attributes:
+        mask_logits: ``(N, T, 1, S/4, S/4)`` float, low-resolution mask logits, not gated by the object
+            score (what the mask losses read).
+        iou_scores: ``(N, T, 1)``, predicted IoU of each mask.
+        object_score_logits: ``(N, T, 1)``, ``> 0`` means "object present".
+    """
+
+    mask_logits: Tensor
+    iou_scores: Tensor
+    object_score_logits: Tensor
+
+    def gated_logits(self) -> Tensor:
+        """``mask_logits`` with :data:`NO_OBJECT_LOGIT` wherever the object score is ``<= 0``: what
+        :meth:`Sam2Adapter.propagate` yields for the same frames."""
+        present = self.object_score_logits[..., None, None] > 0
+        return torch.where(present, self.mask_logits, NO_OBJECT_LOGIT)
+
+
+@dataclass
+class _Memory:
+    """One frame of the memory bank (transformers' flat layout, ``N`` objects).
+
+    Attributes:
+        features: ``(HW, N, mem_dim)`` memory-encoder output (``HW`` of the ``S/16`` grid).
+        position: ``(HW, N, mem_dim)`` its sine position encoding (no temporal encoding yet).
+        pointer: ``(N, C)`` object pointer.
+    """
+
+    features: Tensor
+    position: Tensor
+    pointer: Tensor
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,8 +428,22 @@ class Sam2Adapter(nn.Module):
         With neither prompt, SAM2's "not a point" token is the only prompt.
         Differentiable w.r.t. ``features``, ``boxes``, ``seg_embeddings`` and the decoder weights.
         """
-        model = self.model
         image = features.image_embeddings
+        sparse, dense = self._prompt_embeddings(image, boxes, seg_embeddings)
+        return self._run_decoder(
+            image + self.model.no_memory_embedding.view(1, -1, 1, 1),
+            features.high_res_features,
+            sparse,
+            dense,
+            multimask=False,
+        )
+
+    def _prompt_embeddings(
+        self, image: Tensor, boxes: Tensor | None, seg_embeddings: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Sparse ``(N, 1, k, prompt_dim)`` and dense ``(N, prompt_dim, S/16, S/16)`` prompt embeddings of
+        a box and / or ``[SEG]`` tokens (neither: SAM2's "not a point" token), for ``image`` ``(N, C, h, w)``."""
+        model = self.model
         n = image.shape[0]
         dtype = image.dtype
         sparse: list[Tensor] = []
@@ -423,28 +477,200 @@ class Sam2Adapter(nn.Module):
             _, dense = model.prompt_encoder(
                 input_points=None, input_labels=None, input_boxes=None, input_masks=None
             )
-        dense = dense.expand(n, -1, -1, -1)
-        positional = model.get_image_wide_positional_embeddings().to(dtype).expand(n, -1, -1, -1)
+        return torch.cat(sparse, dim=2), dense.expand(n, -1, -1, -1)
+
+    def _run_decoder(
+        self,
+        image: Tensor,
+        high_res_features: list[Tensor],
+        sparse: Tensor,
+        dense: Tensor,
+        *,
+        multimask: bool,
+    ) -> MaskDecoderOutput:
+        """SAM2's mask decoder on ``image`` ``(N, C, S/16, S/16)`` (already carrying the no-memory
+        embedding or the memory conditioning). ``multimask``: SAM2's three multimask tokens, of which
+        the one of highest predicted IoU is returned (as transformers' video model selects it)."""
+        model = self.model
+        n = image.shape[0]
+        positional = model.get_image_wide_positional_embeddings().to(image.dtype).expand(n, -1, -1, -1)
         masks, iou, tokens, object_logits = model.mask_decoder(
-            image_embeddings=image + model.no_memory_embedding.view(1, -1, 1, 1),
+            image_embeddings=image,
             image_positional_embeddings=positional,
-            sparse_prompt_embeddings=torch.cat(sparse, dim=2),
+            sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=False,
-            high_resolution_features=features.high_res_features,
+            multimask_output=multimask,
+            high_resolution_features=high_res_features,
         )
-        # (N, point_batch=1, 1, ...) -> (N, 1, ...)
+        # (N, point_batch=1, masks, ...) -> (N, ...) of the chosen mask
+        best = iou[:, 0].argmax(dim=1) if multimask else torch.zeros(n, dtype=torch.long, device=image.device)
+        rows = torch.arange(n, device=image.device)
         return MaskDecoderOutput(
-            mask_logits=masks[:, 0],
-            iou_scores=iou[:, 0],
+            mask_logits=masks[rows, 0, best][:, None],
+            iou_scores=iou[rows, 0, best][:, None],
             object_score_logits=object_logits[:, 0],
-            mask_tokens=tokens[:, 0, 0],
+            mask_tokens=tokens[rows, 0, best],
         )
 
     @staticmethod
     def upsample_logits(mask_logits: Tensor, size: tuple[int, int]) -> Tensor:
         """Bilinear resize of mask logits ``(N, 1, h, w)`` -> ``(N, 1, H, W)`` (``size = (H, W)``)."""
         return F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+
+    # -- memory: shared by the training path (track) and propagation -----------------------------
+
+    def _gate(self, out: MaskDecoderOutput) -> tuple[Tensor, Tensor, Tensor]:
+        """SAM2's hard object gate: ``(low-res logits (N, 1, S/4, S/4), high-res logits (N, 1, S, S),
+        object pointer (N, C))``, the logits :data:`NO_OBJECT_LOGIT` and the pointer SAM2's
+        "no object" pointer where the object score is ``<= 0``."""
+        model = self.model
+        present = out.object_score_logits > 0  # (N, 1)
+        low_res = torch.where(present[:, :, None, None], out.mask_logits, NO_OBJECT_LOGIT)
+        high_res = F.interpolate(
+            low_res, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+        )
+        pointer = model.object_pointer_proj(out.mask_tokens)
+        pointer = torch.where(present, pointer, model.no_object_pointer.to(pointer.dtype))
+        return low_res, high_res, pointer
+
+    def _encode_memory(self, image: Tensor, out: MaskDecoderOutput, *, prompted: bool) -> _Memory:
+        """Memory of one frame of ``N`` objects: the raw top FPN level ``image`` ``(N, C, S/16, S/16)``
+        fused with the frame's gated mask by the memory encoder (SAM2 / transformers math: the mask of
+        a prompted frame is binarised in eval mode, otherwise a sigmoid; ``sigmoid_scale / bias``; the
+        occlusion embedding where the object is absent; memory features rounded to bfloat16 as
+        transformers stores them, with a straight-through gradient)."""
+        model = self.model
+        config = model.config
+        _, high_res, pointer = self._gate(out)
+        if prompted and not self.training:
+            mask = (high_res > 0).to(high_res.dtype)
+        else:
+            mask = torch.sigmoid(high_res)
+        mask = mask * config.sigmoid_scale_for_mem_enc + config.sigmoid_bias_for_mem_enc
+        features, position = model.memory_encoder(image, mask)
+        occlusion = model.occlusion_spatial_embedding_parameter
+        if occlusion is not None:
+            absent = (out.object_score_logits <= 0).to(features.dtype)  # (N, 1)
+            features = features + absent[:, :, None, None] * occlusion.view(1, -1, 1, 1)
+        features = features + (features.to(torch.bfloat16).to(features.dtype) - features).detach()
+        return _Memory(
+            features=features.flatten(2).permute(2, 0, 1),
+            position=position.to(features.dtype).flatten(2).permute(2, 0, 1),
+            pointer=pointer,
+        )
+
+    def _condition_on_memory(self, image: Tensor, bank: list[_Memory], index: int, max_memory: int) -> Tensor:
+        """Memory attention of frame ``index`` of a tracked clip (frame 0 prompted) on its memory bank.
+
+        ``image``: raw top FPN level ``(N, C, h, w)``; ``bank[j]``: memory of clip frame ``j < index``.
+        The bank read is SAM2's: the prompted frame (temporal slot of offset 0), the ``max_memory``
+        most recent tracked frames (slot ``offset - 1``), and object pointers of the prompted frame and
+        of up to ``max_object_pointers_in_encoder - 1`` recent tracked frames with their temporal
+        encodings. Returns the conditioned ``(N, C, h, w)`` the mask decoder reads.
+        """
+        model = self.model
+        n, c, h, w = image.shape
+        temporal = model.memory_temporal_positional_encoding  # (num_maskmem, 1, 1, mem_dim)
+        memories = [bank[0].features]
+        positions = [bank[0].position + temporal[-1]]
+        for offset in range(min(max_memory, model.num_maskmem - 1), 0, -1):  # oldest first
+            if index - offset >= 1:
+                memories.append(bank[index - offset].features)
+                positions.append(bank[index - offset].position + temporal[offset - 1])
+        max_pointers = model.config.max_object_pointers_in_encoder
+        offsets, pointers = [index], [bank[0].pointer]
+        for offset in range(1, min(max_pointers, index)):
+            offsets.append(offset)
+            pointers.append(bank[index - offset].pointer)
+        pointer_tokens, pointer_positions = model._process_object_pointers(
+            offsets, pointers, max_pointers, n, c, image.device
+        )
+        memories.append(pointer_tokens)
+        positions.append(pointer_positions)
+        top_position = model.vision_encoder.neck.position_encoding(image.shape, image.device, image.dtype)
+        conditioned = model.memory_attention(
+            current_vision_features=image.flatten(2).permute(2, 0, 1),
+            current_vision_position_embeddings=top_position.to(image.dtype).flatten(2).permute(2, 0, 1),
+            memory=torch.cat(memories, dim=0),
+            memory_posision_embeddings=torch.cat(positions, dim=0),  # (sic) transformers' keyword
+            num_object_pointer_tokens=pointer_tokens.shape[0],
+        )  # (1, N, HW, C)
+        return conditioned[0].transpose(1, 2).reshape(n, c, h, w)
+
+    def _multimask_for_tracking(self) -> bool:
+        """Whether SAM2 decodes tracked (unprompted) frames with its multimask tokens (transformers'
+        ``_use_multimask`` for a frame without points)."""
+        config = self.model.config
+        return bool(
+            config.multimask_output_in_sam
+            and config.multimask_output_for_tracking
+            and config.multimask_min_pt_num <= 0 <= config.multimask_max_pt_num
+        )
+
+    def track(
+        self,
+        frames: Sam2Features | Tensor,
+        *,
+        boxes: Tensor | None = None,
+        seg_embeddings: Tensor | None = None,
+        max_memory: int | None = None,
+    ) -> TrackOutput:
+        """Differentiable SAM2 video tracking of ``N`` objects: the memory training path.
+
+        Frame 0 of each clip is decoded from the prompts exactly as :meth:`decode` does; its gated mask
+        and features are written into memory by the memory encoder. Every later frame is conditioned
+        by memory attention on that memory bank (the prompted frame + the ``max_memory`` most recent
+        frames, temporal position encodings, object pointers) and decoded WITHOUT prompts, then
+        encoded into memory in turn. The math is :meth:`propagate`'s forward pass (in eval mode the two
+        agree to float rounding); in train mode gradients reach the image encoder, prompt encoder, mask
+        decoder, memory encoder, memory attention, object-pointer projection and the memory embeddings.
+        Masks of prompted frames are binarised for memory only in eval mode (SAM2 trains on sigmoids).
+        Frame indices inside the clip are its temporal positions (offset 1 = the previous clip frame).
+
+        Args:
+            frames: the clips in processing order, object-major: :class:`Sam2Features` of ``N * T``
+                frames, or ``(N * T, 3, S, S)`` preprocessed pixels (rows ``n*T .. n*T + T - 1`` are
+                object ``n``'s clip; repeat the rows of a clip shared by several objects). Backward
+                tracking is tracking over the reversed clip.
+            boxes: ``(N, 4)`` normalised ``cxcywh`` box prompts of frame 0, or ``None``.
+            seg_embeddings: ``(N, k, prompt_dim)`` projected ``[SEG]`` tokens for frame 0, or ``None``.
+                With neither prompt, ``N = 1`` and frame 0 gets SAM2's "not a point" prompt.
+            max_memory: tracked frames kept in the memory bank besides the prompted frame, in
+                ``[0, num_maskmem - 1]`` (default and SAM2's: ``num_maskmem - 1`` = 6).
+
+        Returns:
+            :class:`TrackOutput` of ``(N, T, ...)``; frame 0's rows equal :meth:`decode` on that frame.
+        """
+        n = next((x.shape[0] for x in (boxes, seg_embeddings) if x is not None), 1)
+        features = frames if isinstance(frames, Sam2Features) else self.image_features(frames)
+        if len(features) < n or len(features) % n:
+            raise ValueError(f"frames must hold N * T frames for N = {n} objects, got {len(features)}")
+        window = self.model.num_maskmem - 1
+        if max_memory is None:
+            max_memory = window
+        if not 0 <= max_memory <= window:
+            raise ValueError(f"max_memory must be in [0, {window}], got {max_memory}")
+        length = len(features) // n
+        starts = torch.arange(n, device=features.image_embeddings.device) * length
+        multimask = self._multimask_for_tracking()
+        outputs: list[MaskDecoderOutput] = []
+        bank: list[_Memory] = []
+        for index in range(length):
+            frame = features.select(starts + index)
+            if index == 0:
+                out = self.decode(frame, boxes=boxes, seg_embeddings=seg_embeddings)
+            else:
+                conditioned = self._condition_on_memory(frame.image_embeddings, bank, index, max_memory)
+                sparse, dense = self._prompt_embeddings(conditioned, None, None)
+                out = self._run_decoder(conditioned, frame.high_res_features, sparse, dense, multimask=multimask)
+            outputs.append(out)
+            if index + 1 < length:
+                bank.append(self._encode_memory(frame.image_embeddings, out, prompted=index == 0))
+        return TrackOutput(
+            mask_logits=torch.stack([o.mask_logits for o in outputs], dim=1),
+            iou_scores=torch.stack([o.iou_scores for o in outputs], dim=1),
+            object_score_logits=torch.stack([o.object_score_logits for o in outputs], dim=1),
+        )
 
     # -- propagation ---------------------------------------------------------------------------
 
@@ -462,13 +688,7 @@ class Sam2Adapter(nn.Module):
         features, flat, pos = self._encode(frame[None])
         session.cache.cache_vision_features(key_frame, {"vision_feats": flat, "vision_pos_embeds": pos})
         out = self.decode(features, boxes=box, seg_embeddings=seg_embedding)
-        present = out.object_score_logits > 0  # (1, 1)
-        low_res = torch.where(present[:, :, None, None], out.mask_logits, NO_OBJECT_LOGIT)
-        high_res = F.interpolate(
-            low_res, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
-        )
-        pointer = model.object_pointer_proj(out.mask_tokens)
-        pointer = torch.where(present, pointer, model.no_object_pointer.to(pointer.dtype))
+        low_res, high_res, pointer = self._gate(out)
         score = out.object_score_logits[:, :, None]  # the session's (batch, object, 1) layout
         obj_idx = session.obj_id_to_idx(_OBJ_ID)
         session.store_output(

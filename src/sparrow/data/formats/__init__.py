@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .davis import davis_results_writer, read_davis
 from .mevis import MevisSplitWriter, mevis_results_writer, read_mevis
+from .mevis import has_split as has_mevis_split
 from .refdavis import RefDavisWriter, read_ref_davis, refdavis_labels
 from .revos import read_revos, revos_results_writer
 from .sequences import parse_groundtruth, read_sparrow_sequences
@@ -21,6 +22,7 @@ __all__ = [
     "RefDavisWriter",
     "StvgPrediction",
     "davis_results_writer",
+    "has_mevis_split",
     "mevis_results_writer",
     "parse_groundtruth",
     "read_davis",

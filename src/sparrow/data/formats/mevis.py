@@ -1,6 +1,7 @@
 """MeViS (henghuiding/MeViS) and everything written in its layout (SynRef, our conversions).
 
-Layout of one split folder (``train``, ``valid_u``, ``valid``)::
+Layout of one split folder (``train``, ``valid_u``, ``valid``; any other name holding these files is
+read too, e.g. SynRef's ``val`` and ``test``)::
 
     <split>/JPEGImages/<video>/<frame>.jpg
     <split>/meta_expressions.json     {"videos": {<video>: {"expressions": {<exp_id>: {"exp", "obj_id": [int],
@@ -36,6 +37,12 @@ def split_dir(root: Path, split: str) -> Path:
     return (
         root if (root / "meta_expressions.json").is_file() and not (root / split).is_dir() else root / split
     )
+
+
+def has_split(root: Path, split: str) -> bool:
+    """Whether ``root`` holds a MeViS-layout split called ``split`` (any name: SynRef writes ``train``,
+    ``val``, ``test``): ``root/<split>/meta_expressions.json``, or ``root`` is a split folder itself."""
+    return (split_dir(root, split) / "meta_expressions.json").is_file()
 
 
 def read_mevis(root: str | Path, split: str = "valid_u", *, issues: Issues | None = None) -> DatasetSplit:

@@ -15,7 +15,12 @@ video's frame rate is ``frame_count / 20`` (20 s clips).
 The annotation file is looked up in ``root`` then ``root/annotations``; videos are
 ``<videos_root>/video/<video_path>`` (``videos_root`` defaults to ``root``). Tube ends are exclusive.
 Entries may carry ``"frames"`` (a list of frame names): the video is then the frame folder
-``<videos_root>/video/<video_path>/<frame>.jpg`` (SynRef).
+``<base>/<video_path>/<frame>.jpg``, ``<base>`` being the first of ``<videos_root>/video``,
+``<videos_root>`` and the *split folder* (the folder above the annotation file's folder) in which
+``<video_path>`` is a folder, else ``<videos_root>/video``. SynRef writes ``<split>/vidstg/<split>.json``
+with ``video_path`` = ``JPEGImages/<video>`` relative to ``<split>``, so ``read_vidstg("<split>/vidstg",
+"<split>")`` finds its frames. Entries without ``"frames"`` (the official files) always use
+``<videos_root>/video/<video_path>`` and nothing is looked up on disk.
 
 Predictions (read by ``sparrow eval stvg``)::
 
@@ -58,10 +63,38 @@ def annotation_file(root: Path, name: str) -> Path:
     return nested if not direct.is_file() and nested.is_file() else direct
 
 
-def _video(entry: dict[str, Any], videos_root: Path, frames: Sequence[int], fps: float | None) -> VideoRecord:
+class _VideoLocator:
+    """Resolves an entry's ``video_path`` (rules in the module docstring).
+
+    Args:
+        videos_root: the ``videos_root`` of the reader (default: ``root``).
+        annotation: the annotation file; its folder's parent is the split folder of a SynRef split.
+
+    Frame-folder entries cost one ``is_dir`` per candidate base and distinct ``video_path`` (cached);
+    no frame is touched.
+    """
+
+    def __init__(self, videos_root: Path, annotation: Path) -> None:
+        self.official = videos_root / "video"
+        self.bases = (self.official, videos_root, annotation.parent.parent)
+        self._found: dict[str, Path] = {}
+
+    def __call__(self, video_path: str, frame_folder: bool) -> Path:
+        if not frame_folder:
+            return self.official / video_path
+        if video_path not in self._found:
+            self._found[video_path] = next(
+                (b / video_path for b in self.bases if (b / video_path).is_dir()), self.official / video_path
+            )
+        return self._found[video_path]
+
+
+def _video(
+    entry: dict[str, Any], locate: _VideoLocator, frames: Sequence[int], fps: float | None
+) -> VideoRecord:
     size = (int(entry["height"]), int(entry["width"])) if "height" in entry and "width" in entry else None
-    path = videos_root / "video" / str(entry["video_path"])
     names = entry.get("frames")
+    path = locate(str(entry["video_path"]), isinstance(names, list))
     if isinstance(names, list):
         return VideoRecord(
             str(entry.get("original_video_id", entry["video_id"])),
@@ -97,13 +130,13 @@ def _missing(entry: Any, keys: Sequence[str]) -> list[str]:
 
 def _open(
     root: str | Path, name: str, videos_root: str | Path | None, issues: Issues | None
-) -> tuple[Issues, Path, Path, Path, Any]:
-    """``(issue sink, root, videos root, annotation path, parsed JSON or None)`` of a split."""
+) -> tuple[Issues, Path, _VideoLocator, Path, Any]:
+    """``(issue sink, root, video locator, annotation path, parsed JSON or None)`` of a split."""
     sink = strict_issues(issues)
     root = Path(root)
     path = annotation_file(root, name)
-    vroot = Path(videos_root) if videos_root is not None else root
-    return sink, root, vroot, path, read_json(path, sink)
+    locate = _VideoLocator(Path(videos_root) if videos_root is not None else root, path)
+    return sink, root, locate, path, read_json(path, sink)
 
 
 def _tube(
@@ -133,8 +166,13 @@ def read_vidstg(
     videos_root: str | Path | None = None,
     issues: Issues | None = None,
 ) -> DatasetSplit:
-    """Index a VidSTG split (TubeDETR ``<split>.json``); boxes convert to ``xyxy`` lazily."""
-    sink, root, vroot, path, data = _open(root, f"{split}.json", videos_root, issues)
+    """Index a VidSTG split (TubeDETR ``<split>.json``); boxes convert to ``xyxy`` lazily.
+
+    Official entries are videos ``<videos_root>/video/<video_path>``; entries with ``"frames"`` are
+    frame folders, ``video_path`` also looked up under ``videos_root`` and the split folder above the
+    annotation's folder (SynRef: ``read_vidstg("<split>/vidstg", "<split>")``; module docstring).
+    """
+    sink, root, locate, path, data = _open(root, f"{split}.json", videos_root, issues)
     tubes: list[TubeRecord] = []
     videos: dict[str, VideoRecord] = {}
     if data is not None:
@@ -161,7 +199,7 @@ def read_vidstg(
                 continue
             span = (int(entry["tube_start_frame"]), int(entry["tube_end_frame"]))
             video = _video(
-                entry, vroot, range(int(entry["start_frame"]), int(entry["end_frame"])), float(entry["fps"])
+                entry, locate, range(int(entry["start_frame"]), int(entry["end_frame"])), float(entry["fps"])
             )
             videos[qid] = video
             tubes.append(_tube(entry, video, span, TubeBoxes(track, span), str(entry["target_id"])))
@@ -181,7 +219,7 @@ def read_hcstvg(
     issues: Issues | None = None,
 ) -> DatasetSplit:
     """Index an HC-STVG split (v1 ``train``/``test``; v2 ``train_v2``/``val_v2``/``test_v2``)."""
-    sink, root, vroot, path, data = _open(root, hcstvg_file(split), videos_root, issues)
+    sink, root, locate, path, data = _open(root, hcstvg_file(split), videos_root, issues)
     tubes: list[TubeRecord] = []
     videos: dict[str, VideoRecord] = {}
     if data is not None and not isinstance(data, list):
@@ -195,7 +233,7 @@ def read_hcstvg(
         qid = str(entry["video_id"])
         span = (int(entry["tube_start_frame"]), int(entry["tube_end_frame"]))
         n = int(entry["frame_count"])
-        video = _video(entry, vroot, range(n), n / HCSTVG_CLIP_SECONDS)
+        video = _video(entry, locate, range(n), n / HCSTVG_CLIP_SECONDS)
         videos[qid] = video
         tubes.append(_tube(entry, video, span, TubeBoxes(entry["trajectory"], span, first_frame=span[0])))
     return DatasetSplit("hcstvg", split, root, videos, tubes=tuple(tubes), files=(path,))

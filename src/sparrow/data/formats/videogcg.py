@@ -9,9 +9,15 @@
     <root>/<idx:06d>/pred_masks_<k>/mask_<t>.png
 
 The ground truth half (``gt_*`` keys and folders) is what the reader returns; ``pred_*`` keys stay in
-``extra``. The number of frames is the number of ``img_frames`` images (as VideoGLaMM counts them),
-or, without that folder, the number of ``gt_masks_0`` files. ``root`` may also be the folder that
-holds ``video_gcg/``.
+``extra``. The frames of a sample are, in this order:
+
+- ``img_frames/frame_<t>.jpg`` when that folder exists (T = its number of images, as VideoGLaMM counts);
+- else, when ``res.json`` has ``"video"`` (a string) and ``"frames"`` (a list of frame names), the frame
+  folder ``<root>/../JPEGImages/<video>/<frame>.jpg`` (SynRef: ``<split>/gcg/<idx>/`` beside
+  ``<split>/JPEGImages/``), T = ``len(frames)``;
+- else T = the number of ``gt_masks_0`` files (frames ``img_frames/frame_<t>.jpg``, absent).
+
+``root`` may also be the folder that holds ``video_gcg/``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +36,7 @@ from sparrow.io.mask_files import write_binary_png
 from ..issues import Issues, strict_issues
 from ..markup import clean_gcg_caption
 from ..mask_sources import BinaryPngMasks
-from ..records import CaptionRecord, DatasetSplit, VideoRecord
+from ..records import CaptionRecord, DatasetSplit, VideoRecord, frame_numbers_from_names
 from .common import TreeWriter, json_object, place_jpeg, read_json
 
 _SAMPLE = re.compile(r"^\d+$")
@@ -56,8 +63,30 @@ _FRAME = re.compile(r"^frame_\d+\.jpg$")
 _MASK = re.compile(r"^mask_\d+\.png$")
 
 
+def _sample_video(folder: Path, res: dict[str, Any], frames_root: Path) -> VideoRecord:
+    """The frames of one sample folder (rules in the module docstring); lists one folder at most."""
+    frames = _count(folder / "img_frames", _FRAME)
+    video, names = res.get("video"), res.get("frames")
+    if (
+        not frames
+        and isinstance(video, str)
+        and isinstance(names, list)
+        and all(isinstance(n, str) for n in names)
+    ):
+        return VideoRecord(
+            folder.name, tuple(names), frame_numbers_from_names(names), frames_root / video, ".jpg"
+        )
+    num = len(frames) if frames else len(_count(folder / "gt_masks_0", _MASK))
+    names = tuple(f"frame_{t}" for t in range(num))
+    return VideoRecord(folder.name, names, tuple(range(num)), folder / "img_frames", ".jpg")
+
+
 def read_videogcg(root: str | Path, split: str = "val", *, issues: Issues | None = None) -> DatasetSplit:
-    """Index VideoGCG sample folders (ground-truth side); one :class:`CaptionRecord` per folder."""
+    """Index VideoGCG sample folders (ground-truth side); one :class:`CaptionRecord` per folder.
+
+    Frames come from ``img_frames/``, else from SynRef's ``"video"``/``"frames"`` keys (a folder of
+    ``<root>/../JPEGImages``), else are counted from ``gt_masks_0`` (module docstring).
+    """
     sink = strict_issues(issues)
     root = _samples_root(Path(root))
     if not root.is_dir():
@@ -84,10 +113,8 @@ def read_videogcg(root: str | Path, split: str = "val", *, issues: Issues | None
         if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
             sink.report("bad-entry", res_path, "'gt_phrases' must be a list of strings")
             continue
-        frames = _count(folder / "img_frames", _FRAME)
-        num = len(frames) if frames else len(_count(folder / "gt_masks_0", _MASK))
-        names = tuple(f"frame_{t}" for t in range(num))
-        video = VideoRecord(folder.name, names, tuple(range(num)), folder / "img_frames", ".jpg")
+        video = _sample_video(folder, res, root.parent / "JPEGImages")
+        num = video.num_frames
         masks = []
         for k in range(len(phrases)):
             mask_dir = folder / f"gt_masks_{k}"

@@ -328,13 +328,12 @@ def write_split(
         raise ConfigError(
             "output folder already exists", path=out, fix="pass --overwrite or choose another --out"
         )
-    context = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    )
+    # spawn, not fork: a forked child inherits the parent's thread locks (OpenCV's pool, pytest-xdist,
+    # the progress bar) in whatever state they are, and can hang on the first cv2 call.
+    context = multiprocessing.get_context("spawn")
     with atomic_dir(out, overwrite=overwrite) as root, ExitStack() as stack:
         jobs = [(request, i, str(root)) for i in range(request.videos)]
         (root / PARTS).mkdir()
-        # start the worker processes before the progress bar's thread
         pool = (
             stack.enter_context(context.Pool(min(workers, len(jobs)), initializer=_init_worker))
             if workers > 1
