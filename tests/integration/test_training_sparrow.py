@@ -97,8 +97,9 @@ def test_every_stage_trains_its_losses(run: Path) -> None:
     assert all(math.isfinite(r["loss"]) for r in steps)
     terms = {s: set().union(*(r["losses"] for r in steps if r["stage"] == s)) for s in (0, 1, 2)}
     assert terms[0] == {"det_class", "det_l1", "det_giou"}  # proposer pretraining: DETR losses only
-    assert terms[1] == {"lm_ce", "mask_bce", "mask_dice"}
-    assert terms[2] == {"lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou"}
+    mask_terms = {"lm_ce", "mask_bce", "mask_dice", "object_score"}
+    assert terms[1] == mask_terms
+    assert terms[2] == {*mask_terms, "proposal_bce", "box_l1", "box_giou"}
     ce = [r["losses"]["lm_ce"] for r in steps if r["stage"] == 1]
     assert sum(ce[-5:]) < sum(ce[:5])  # the answer template is learnt within 20 steps
     vals = [r for r in records if r["kind"] == "val"]

@@ -103,7 +103,8 @@ def test_loss_dict_has_every_weighted_term(trained_step) -> None:
     model, batch, out = trained_step
     assert tuple(out.losses) == loss_terms(model.config)
     assert set(out.losses) == {
-        "lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou", "det_class", "det_l1", "det_giou"
+        "lm_ce", "mask_bce", "mask_dice", "object_score", "proposal_bce", "box_l1", "box_giou", "det_class",
+        "det_l1", "det_giou",
     }  # fmt: skip
     for name, value in out.losses.items():
         assert value.ndim == 0 and torch.isfinite(value) and value > 0, name
@@ -173,7 +174,7 @@ def test_box_prompt_off_removes_the_box_branch() -> None:
     calls = _calls(model)
     out = model(batch)
     out.loss.backward()
-    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice")
+    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice", "object_score")
     assert out.proposals is None and out.filtration is None
     for name in ("proposer", "filtration", "box_projection"):
         assert calls[name] == 0, name
@@ -307,13 +308,15 @@ def test_stages_freeze_parts_and_choose_the_losses() -> None:
     assert _trainable(model) == {"spatial_adapter", "temporal_adapter", "llm", "seg_projection"}
     calls.clear()
     out = model(batch)
-    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice")
+    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice", "object_score")
     assert calls["proposer"] == calls["filtration"] == calls["box_projection"] == 0 and calls["llm"] == 1
 
     model.set_stage(2)
     assert _trainable(model) == {"filtration", "seg_projection", "box_projection"}
     out = model(batch)
-    assert tuple(out.losses) == ("lm_ce", "mask_bce", "mask_dice", "proposal_bce", "box_l1", "box_giou")
+    assert tuple(out.losses) == (
+        "lm_ce", "mask_bce", "mask_dice", "object_score", "proposal_bce", "box_l1", "box_giou"
+    )  # fmt: skip
     assert out.filtration is not None
 
     model.set_stage(None)

@@ -161,11 +161,17 @@ class TSFConfig:
 
 @dataclass
 class LossWeights:
-    """Weight of every loss term in the total (``0`` keeps the term in the dict, out of the sum)."""
+    """Weight of every loss term in the total (``0`` keeps the term in the dict, out of the sum).
+
+    ``object_score``: BCE of SAM2's object score against "the target's mask is non-empty" on every
+    supervised frame (SAM2 trains its occlusion head this way; the score gates masks and memory in
+    propagation). Not in the paper, which fine-tunes a pretrained SAM2; 0.5 like the Dice term.
+    """
 
     lm_ce: float = 1.0
     mask_bce: float = 2.0
     mask_dice: float = 0.5
+    object_score: float = 0.5
     proposal_bce: float = 1.0
     box_l1: float = 1.0
     box_giou: float = 1.0

@@ -662,7 +662,9 @@ class Sam2Adapter(nn.Module):
             else:
                 conditioned = self._condition_on_memory(frame.image_embeddings, bank, index, max_memory)
                 sparse, dense = self._prompt_embeddings(conditioned, None, None)
-                out = self._run_decoder(conditioned, frame.high_res_features, sparse, dense, multimask=multimask)
+                out = self._run_decoder(
+                    conditioned, frame.high_res_features, sparse, dense, multimask=multimask
+                )
             outputs.append(out)
             if index + 1 < length:
                 bank.append(self._encode_memory(frame.image_embeddings, out, prompted=index == 0))

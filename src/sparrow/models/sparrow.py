@@ -17,9 +17,10 @@ Switches (``config``): ``box_prompt`` (off: the proposer, the filtration head an
 are never called and answers carry no ``[BOX]``); ``tsf.mode`` (``off`` / ``train`` /
 ``train+infer``: whether prompts carry ``<tsf>`` tokens in training / inference); ``propagation``
 (``video``: prompt the key frame and let SAM2 memory propagate; ``framewise``: the same prompts on
-every frame) -- an inference-time switch read by the grounding session; in training every
-supervised SAM frame is decoded with the prompts (SAM2's memory runs under ``inference_mode`` in
-transformers and is not trained here). Box prompt off + TSF off is the VideoGLaMM-style baseline.
+every frame). In training, ``video`` decodes the key frame from the prompts and tracks the later
+supervised frames through SAM2's memory (``Sam2Adapter.track``, the differentiable twin of
+propagation, so the memory encoder / attention are trained); ``framewise`` decodes every supervised
+frame with the prompts. Box prompt off + TSF off is the VideoGLaMM-style baseline.
 
 ``forward(batch)`` is teacher-forced training only; inference composes :meth:`encode_video`,
 :meth:`tsf_tokens`, :meth:`generate`, :meth:`prompts_from_hidden` and ``sam2.propagate`` /
@@ -57,7 +58,7 @@ from sparrow.models.tsf import kmeans_medoids
 from sparrow.models.vision import SpatialEncoder, TemporalEncoder
 
 SAM2_VARIANTS = {"tiny": tiny_sam2_config, "hiera_large": sam2_hiera_large_config}
-MASK_TERMS = ("lm_ce", "mask_bce", "mask_dice")
+MASK_TERMS = ("lm_ce", "mask_bce", "mask_dice", "object_score")
 BOX_TERMS = ("proposal_bce", "box_l1", "box_giou")
 DET_TERMS = ("det_class", "det_l1", "det_giou")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -142,10 +143,11 @@ class SparrowOutput:
             ``config.losses``; scalars.
         answer_logits: ``(n_answer, V)`` LM logits at the positions that predict answer tokens, or
             ``None`` when the LLM did not run (stage 0).
-        mask_logits: ``(N, 1, S/4, S/4)`` low-res mask logits of each decoded (target, frame) pair,
+        mask_logits: ``(N, 1, S/4, S/4)`` low-res mask logits of each supervised (target, frame) pair
+            (not gated by the object score; tracked through SAM2's memory with ``propagation=video``),
             or ``None`` (no mask terms / no supervised pair).
         mask_pairs: ``(N, 2)`` int64 ``([SEG] index, SAM frame index)`` of each row, or ``None``.
-        object_score_logits: ``(N, 1)``, or ``None``.
+        object_score_logits: ``(N, 1)`` SAM2 object scores of the same rows, or ``None``.
         proposals: top-k proposals of each sample's key frame ``(B, k, ...)``, or ``None``.
         filtration: per-``[BOX]`` filtration output ``(n_box, k, ...)``, or ``None``.
     """
@@ -398,6 +400,10 @@ class SparrowModel(nn.Module):
         Only what the active terms (:func:`loss_terms`) need is computed: the LLM for CE / masks /
         boxes, SAM2 on the supervised frames for the mask terms and on the key frames for the
         proposer and box terms, the box branch (``[BOX]`` MLP, filtration, box prompt) for the box terms.
+        Masks: with ``propagation=video`` the key frame is decoded from the prompts and the other
+        supervised frames are tracked through SAM2's memory (:meth:`_track_pairs`); with
+        ``framewise`` every supervised frame is decoded with the prompts. ``object_score`` is SAM2's
+        presence BCE (target mask non-empty) on the same frames.
         """
         cfg = self.config
         ids = self._tok().ids
@@ -430,7 +436,8 @@ class SparrowModel(nn.Module):
 
         b, t = batch.sam_frames.shape[:2]
         needed = batch.supervised.clone() if need_mask else torch.zeros_like(batch.supervised)
-        if need_det or need_box:
+        track = need_mask and cfg.propagation == "video"
+        if need_det or need_box or track:
             needed[torch.arange(b, device=needed.device), batch.key_frames] = True
         flat = needed.flatten().nonzero()[:, 0]
         row_of = torch.full((b * t,), -1, dtype=torch.long, device=flat.device)
@@ -464,20 +471,28 @@ class SparrowModel(nn.Module):
             pairs = batch.supervised[batch.seg_sample].nonzero()  # (N, 2): ([SEG] j, frame t)
             seg_of_pair = pairs[:, 0]
             seg_prompts = self.seg_projection(hidden[batch.input_ids == ids.seg])
-            if pairs.shape[0]:
+            if pairs.shape[0] and track:
+                mask_logits, scores = self._track_pairs(
+                    batch, features, row_of, pairs, seg_prompts, box_prompts
+                )
+            elif pairs.shape[0]:
                 decoded = self.sam2.decode(
                     features.select(row_of[batch.seg_sample[seg_of_pair] * t + pairs[:, 1]]),
                     boxes=None if box_prompts is None else box_prompts[seg_of_pair],
                     seg_embeddings=seg_prompts[seg_of_pair][:, None],
                 )
+                mask_logits, scores = decoded.mask_logits, decoded.object_score_logits
+            if pairs.shape[0]:
                 size = tuple(batch.seg_masks.shape[-2:])
-                logits = self.sam2.upsample_logits(decoded.mask_logits, size)[:, 0]
+                logits = self.sam2.upsample_logits(mask_logits, size)[:, 0]
                 target = batch.seg_masks[seg_of_pair, pairs[:, 1]].to(logits.dtype)
                 losses["mask_bce"] = mask_bce_loss(logits, target)
                 losses["mask_dice"] = dice_loss(logits, target)
-                mask_logits, scores = decoded.mask_logits, decoded.object_score_logits
+                present = target.flatten(1).any(dim=1, keepdim=True).to(scores.dtype)
+                losses["object_score"] = F.binary_cross_entropy_with_logits(scores, present)
             else:
-                losses["mask_bce"] = losses["mask_dice"] = hidden.sum() * 0.0 + seg_prompts.sum() * 0.0
+                zero = hidden.sum() * 0.0 + seg_prompts.sum() * 0.0
+                losses["mask_bce"] = losses["mask_dice"] = losses["object_score"] = zero
 
         weights = cfg.losses
         weighted = {name: getattr(weights, name) * losses[name] for name in terms}
@@ -491,6 +506,53 @@ class SparrowModel(nn.Module):
             proposals=proposals,
             filtration=filtration,
         )
+
+    def _track_pairs(
+        self,
+        batch: SparrowBatch,
+        features: Sam2Features,
+        row_of: Tensor,
+        pairs: Tensor,
+        seg_prompts: Tensor,
+        box_prompts: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Mask logits ``(N, 1, S/4, S/4)`` and object scores ``(N, 1)`` of the supervised pairs
+        ``pairs`` ``(N, 2)`` (``[SEG] j``, SAM frame), through SAM2's memory (:meth:`Sam2Adapter.track`).
+
+        Each ``[SEG]`` is tracked from its sample's key frame, prompted with its ``[SEG]`` embedding
+        ``seg_prompts[j]`` (and box ``box_prompts[j]``), forward over the later supervised frames and,
+        as SAM2 propagates, backward over the earlier ones (a second clip from the key frame). Frames
+        are visited in order; the memory's temporal offsets count supervised frames. Clips of equal
+        length are tracked together. ``row_of`` maps ``sample * T + frame`` to a row of ``features``.
+        """
+        t = batch.sam_frames.shape[1]
+        supervised = batch.supervised.tolist()
+        key_frames = batch.key_frames.tolist()
+        clips: dict[int, list[tuple[int, int, list[int]]]] = {}  # length -> [(j, sample, frames)]
+        for j, b in enumerate(batch.seg_sample.tolist()):
+            key = key_frames[b]
+            after = [key, *(f for f in range(key + 1, t) if supervised[b][f])]
+            before = [key, *(f for f in range(key - 1, -1, -1) if supervised[b][f])]
+            for clip in (after, before) if len(before) > 1 else (after,):
+                clips.setdefault(len(clip), []).append((j, b, clip))
+        tracked: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        for group in clips.values():
+            rows = row_of[
+                torch.tensor([b * t + f for _, b, clip in group for f in clip], device=row_of.device)
+            ]
+            index = torch.tensor([j for j, _, _ in group], device=seg_prompts.device)
+            out = self.sam2.track(
+                features.select(rows),
+                boxes=None if box_prompts is None else box_prompts[index],
+                seg_embeddings=seg_prompts[index][:, None],
+            )
+            for i, (j, _, clip) in enumerate(group):
+                for position, f in enumerate(clip):  # the key frame: from the first clip
+                    tracked.setdefault(
+                        (j, f), (out.mask_logits[i, position], out.object_score_logits[i, position])
+                    )
+        rows = [tracked[(j, f)] for j, f in pairs.tolist()]
+        return torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows])
 
     def _check_targets(self, batch: SparrowBatch, *, masks: bool, boxes: bool) -> Tensor | None:
         """Validate the grounding tokens against the targets before any compute; when both branches
