@@ -73,10 +73,10 @@ def test_track_computes_what_propagate_runs(multimask: bool) -> None:
     pixels = torch.randn(9, 3, S, S, generator=torch.Generator().manual_seed(3))
     box = torch.tensor([[0.4, 0.5, 0.3, 0.3]])
     seg = torch.randn(1, 2, adapter.prompt_dim, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():  # centre the object scores: some frames present, some absent
-        score = adapter.decode(adapter.image_features(pixels), boxes=box.repeat(9, 1)).object_score_logits
-        adapter.model.mask_decoder.pred_obj_score_head.proj_out.bias.sub_(score.median())
     key = 3
+    first = torch.cat([score for *_, score in adapter.propagate(pixels, key, box=box, seg_embedding=seg)])
+    with torch.no_grad():  # centre the object scores: some frames present, some absent
+        adapter.model.mask_decoder.pred_obj_score_head.proj_out.bias.sub_(first.median())
     reference = {
         t: (logits, s) for t, logits, s in adapter.propagate(pixels, key, box=box, seg_embedding=seg)
     }
@@ -127,6 +127,8 @@ def test_track_batches_objects_and_checks_its_arguments() -> None:
 
 def test_track_gradients_reach_the_memory_modules() -> None:
     adapter = _adapter()
+    with torch.no_grad():  # object present: the pointer is the projected mask token, not "no object"
+        adapter.model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(1e4)
     adapter.train()
     frames, masks, box = _moving_square(4, step=8)
     seg = torch.randn(1, 1, adapter.prompt_dim, requires_grad=True)

@@ -1,10 +1,14 @@
 """SAM2 as SPARROW's pixel encoder, prompt decoder and video propagator (over transformers 5.x).
 
-One :class:`transformers.Sam2VideoModel` holds the only copy of the SAM2 weights. Two paths read it:
+One :class:`transformers.Sam2VideoModel` holds the only copy of the SAM2 weights. Three paths read it:
 
 - the **train path** (:meth:`Sam2Adapter.image_features` + :meth:`Sam2Adapter.decode`) runs the image
   encoder, the prompt encoder and the mask decoder directly, so gradients reach the projected
   ``[SEG]`` embedding (given as extra sparse prompt tokens), the box prompt and the decoder weights;
+- the **memory training path** (:meth:`Sam2Adapter.track`) prompts frame 0 of a clip like
+  :meth:`~Sam2Adapter.decode`, then runs SAM2's memory encoder, memory attention and object pointers
+  over the later frames by calling those transformers submodules directly (outside
+  ``inference_mode``): the same math as the propagation path's forward pass, differentiable;
 - the **propagation path** (:meth:`Sam2Adapter.propagate`) decodes the key frame through the train
   path, writes that prediction into a :class:`transformers.Sam2VideoInferenceSession` as the
   conditioning frame, and lets ``Sam2VideoModel.forward`` (SAM2 memory attention + memory encoder)
