@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint ablation venv clean
 
 venv: $(STAMP)
 
@@ -31,8 +31,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(if $(CI),-m "not slow",) -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
+
+# The SynRef hard ablation of docs/training.md (trains four models on CPU: hours, not a test).
+ablation: $(STAMP)
+	$(BIN)/python experiments/synref_ablation.py --out runs/ablation
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -254,3 +254,16 @@ def test_mask_writers_stream_the_union_of_phrases(tmp_path: Path) -> None:
         add_expression_masks(writer, "v", "0", result, ["f0", "f1", "f2"])
     union = np.stack([read_gray_png(tmp_path / "mevis" / "v" / "0" / f"f{t}.png") > 0 for t in range(3)])
     np.testing.assert_array_equal(union, a | b)
+
+
+def test_self_tsf_turns_tsf_on_for_a_model_saved_with_tsf_off() -> None:
+    """Stage 2 saves ``tsf.mode="off"``; ``self_tsf`` still gives its prompts TSF tokens."""
+    frames, _ = clip(frames=4, size=48)
+    off = tiny()
+    off.config = off.config.replace({"tsf": {"mode": "off"}})
+    plain = GroundingPipeline(off, TEMPLATE)
+    assert plain.model.config.tsf.mode == "off"
+    assert "self_tsf_first_pass" not in plain(frames, "the red square").meta
+    pipe = GroundingPipeline(off, TEMPLATE.replace(self_tsf=True))
+    assert pipe.model.config.tsf.mode == "train"
+    assert "self_tsf_first_pass" in pipe(frames, "the red square").meta

@@ -335,6 +335,10 @@ def test_stages_from_scratch_and_with_lora() -> None:
     }  # fmt: skip
     scratch.set_stage(0)
     assert _trainable(scratch) == {"proposer", "sam2"}
+    scratch.set_stage(2)  # the LLM learns to ground without TSF tokens in the filtration stage
+    assert _trainable(scratch) == {
+        "filtration", "seg_projection", "box_projection", "sam2", "llm", "spatial_adapter", "temporal_adapter"
+    }  # fmt: skip
     lora = tiny(["train_from_scratch=false", "llm.lora={r: 2, alpha: 4, targets: [q_proj, v_proj]}"])
     lora.set_stage(1)
     trained = {n for n, p in lora.llm.named_parameters() if p.requires_grad}

@@ -32,6 +32,7 @@ from .pipeline_options import (
     MODEL,
     PROPAGATION,
     REPROMPT,
+    SELF_TSF,
     AnswerMode,
     Device,
     DType,
@@ -79,6 +80,7 @@ def predict(
     propagation: Propagation = PROPAGATION,
     key_frame: KeyFrame = KEY_FRAME,
     reprompt: bool = REPROMPT,
+    self_tsf: bool = SELF_TSF,
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Predict only the first N videos (sorted)."
     ),
@@ -128,6 +130,7 @@ def predict(
         propagation=propagation,
         key_frame=key_frame,
         reprompt=reprompt,
+        self_tsf=self_tsf,
     )
     started = time.perf_counter()
     count = 0

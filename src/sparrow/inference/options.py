@@ -56,6 +56,8 @@ class GroundingOptions:
         reprompt_min_similarity: minimum cosine similarity between the candidate's SAM2 embedding
             (pooled inside its mask) and the target's on the key frame.
         self_tsf: two passes; the first pass's first masklet gives the TSF crops of the second.
+            Turns TSF on for a model saved with ``tsf.mode="off"`` (the paper's stage 2): the TSF
+            tokens come from its spatial encoder, trained with TSF in stage 1.
         mask_threshold: threshold on the upsampled mask logits (0: SAM2's).
         encoder_chunk: frames per batch through the SAM2 image encoder when choosing key frames.
     """

@@ -102,6 +102,10 @@ class GroundingPipeline:
         self.dtype = resolve_dtype(dtype, self.device)
         if self.options.propagation is not None and self.options.propagation != model.config.propagation:
             model.config = model.config.replace({"propagation": self.options.propagation})
+        if self.options.self_tsf and model.config.tsf.mode == "off":
+            # TSF tokens come from the spatial encoder and its adapter, which every model has: a model
+            # whose last stage trained with TSF off (stage 2 of the paper) can still take them.
+            model.config = model.config.replace({"tsf": {"mode": "train"}})
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.name = name
 

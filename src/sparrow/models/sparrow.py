@@ -98,8 +98,11 @@ STAGES: dict[int, StagePlan] = {
     # 1: TSF injection: V->L adapters, LLM (LoRA), [SEG] L->V MLP; no box branch.
     1: StagePlan(MASK_TERMS, ("spatial_adapter", "temporal_adapter", "llm", "seg_projection"),
                  ("spatial_encoder", "temporal_encoder", "sam2")),
-    # 2: filtration head and the L->V MLPs, box prompt on (recipes set tsf.mode=off here).
-    2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection"), ("sam2",)),
+    # 2: filtration head and the L->V MLPs, box prompt on (recipes set tsf.mode=off here). From
+    # scratch the LLM and the V->L adapters also train: nothing else taught them to put the referent
+    # into [BOX] / [SEG] without TSF tokens, and the proposal loss is their most direct signal.
+    2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection"),
+                 ("sam2", "llm", "spatial_adapter", "temporal_adapter")),
 }  # fmt: skip
 
 

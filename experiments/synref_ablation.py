@@ -1,0 +1,146 @@
+"""The SPARROW ablation on SynRef ``hard``: baseline / + box / + TSF (train) / full / full + TSF at inference.
+
+Every arm trains the bundled recipe (``synref_tiny``: same data, same seed, same steps in every stage)
+with the paper's switches changed, predicts the SynRef hard test split with ``sparrow predict`` and
+scores it with ``sparrow eval synref``; the table goes to ``OUT/ablation.md`` and ``OUT/ablation.json``.
+
+    python experiments/synref_ablation.py --out runs/ablation          # or: make ablation
+
+Finished steps are skipped on a re-run (a killed training resumes from its checkpoint), so the command
+can be interrupted and restarted. Every arm trains the recipe at a reduced budget (``BUDGET``) so that an
+arm takes well under 30 minutes on 2 CPU cores.
+Data folders are created with ``sparrow data synref`` when missing (relative to the working directory,
+as in the recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SPARROW = [sys.executable, "-m", "sparrow"]
+
+# (folder, extra arguments of `sparrow data synref`): the recipe's training data and the test split
+DATA = {
+    "data/synref/train": ["--split", "train", "--videos", "400", "--seed", "0"],
+    "data/synref/train_hard": ["--split", "train", "--videos", "400", "--seed", "1", "--difficulty", "hard"],
+    "data/synref/val": ["--split", "val", "--videos", "20", "--seed", "0"],
+}
+TAGS = ("occluded", "reappears", "crosses_lookalike", "late_appearance", "motion_only")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the table: the recipe overrides of its training run and whether inference adds TSF."""
+
+    name: str
+    label: str
+    train: str  # run folder name (arms that share a trained model share it)
+    overrides: tuple[str, ...]
+    self_tsf: bool = False
+
+
+# Without the box prompt there is no filtration stage: those arms spend the last stage's steps in
+# stage 1 with TSF off instead, so every arm trains the same number of steps on the same data.
+NO_BOX = ("model.overrides.box_prompt=false", "stages.2.stage=1")
+# The reduced budget of every arm (steps of stages 0 / 1 / 2; the bundled model trains 2000 / 1500 / 3000).
+BUDGET = ("stages.0.steps=1000", "stages.1.steps=500", "stages.2.steps=1000")
+ARMS = (
+    Arm("baseline", "baseline ([SEG] only, no TSF)", "baseline", (*NO_BOX, "model.overrides.tsf.mode='off'")),
+    Arm("box", "+ box prompt", "box", ("model.overrides.tsf.mode='off'",)),
+    Arm("tsf", "+ TSF (training)", "tsf", NO_BOX),
+    Arm("full", "full SPARROW (box + TSF training)", "full", ()),
+    Arm("full_tsf_infer", "full + TSF at inference", "full", (), self_tsf=True),
+)
+
+
+def run(cmd: list[str], log: Path) -> None:
+    """Run a command, appending its output to ``log``; stop with its exit code on failure."""
+    print("$", " ".join(cmd[2:] if cmd[:2] == SPARROW[:2] else cmd), flush=True)
+    with open(log, "a", encoding="utf-8") as fh:
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if code != 0:
+        sys.exit(f"failed (exit {code}): {' '.join(cmd)}; see {log}")
+
+
+def ensure_data(test: Path, test_seed: int, log: Path) -> None:
+    wanted = {
+        **DATA,
+        str(test): ["--split", "test", "--videos", "200", "--seed", str(test_seed), "--difficulty", "hard"],
+    }
+    for folder, args in wanted.items():
+        if not (Path(folder) / "meta_expressions.json").is_file():
+            run([*SPARROW, "data", "synref", "--out", folder, "--frames", "16", *args], log)
+
+
+def train(arm: Arm, out: Path, log: Path) -> Path:
+    """The arm's final model folder (trained, or resumed after an interruption)."""
+    run_dir = out / "runs" / arm.train
+    summary = out / "runs" / f"{arm.train}.json"
+    if not summary.is_file():
+        sets = [a for o in (*BUDGET, *arm.overrides) for a in ("--set", o)]
+        if (run_dir / "recipe.yaml").is_file():
+            run([*SPARROW, "train", "--resume", str(run_dir), "--json", str(summary)], log)
+        else:
+            run([*SPARROW, "train", "synref_tiny", *sets, "--out", str(run_dir), "--json", str(summary)], log)
+    return Path(json.loads(summary.read_text())["final_model"])
+
+
+def evaluate(arm: Arm, model: Path, test: Path, out: Path, log: Path) -> dict:
+    report = out / "eval" / f"{arm.name}.json"
+    if not report.is_file():
+        preds = out / "predictions" / arm.name
+        cmd = [*SPARROW, "predict", "--dataset", "mevis", "--root", str(test), "--out", str(preds)]
+        cmd += ["--model", str(model), "--device", "cpu"] + (["--self-tsf"] if arm.self_tsf else [])
+        run(cmd, log)
+        run(
+            [*SPARROW, "eval", "synref", "--gt", str(test), "--results", str(preds), "--json", str(report)],
+            log,
+        )
+    return json.loads(report.read_text())
+
+
+def table(rows: list[tuple[Arm, dict]], test: Path, test_seed: int) -> str:
+    head = ["arm", "J&F", "J", "F", "first-frame J", "id-switch rate", *TAGS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, r in rows:
+        tags = [r["per_tag"][t]["J&F"] for t in TAGS]
+        values = [r["J&F"], r["J"], r["F"], r["first_frame_J"], r["id_switch_rate"], *tags]
+        lines.append("| " + " | ".join([arm.label, *(f"{v:.3f}" for v in values)]) + " |")
+    n = rows[0][1].get("n_expressions", "?")
+    lines.append("")
+    lines.append(f"SynRef hard test split `{test}` (200 videos, seed {test_seed}, {n} expressions).")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="Output folder.")
+    parser.add_argument("--test", type=Path, default=Path("data/synref/test_hard"), help="Hard test split.")
+    parser.add_argument("--test-seed", type=int, default=7, help="Seed of the hard test split.")
+    parser.add_argument("--arms", nargs="+", default=[a.name for a in ARMS], choices=[a.name for a in ARMS])
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "ablation.log"
+    ensure_data(args.test, args.test_seed, log)
+    rows = []
+    for arm in (a for a in ARMS if a.name in args.arms):
+        started = time.perf_counter()
+        model = train(arm, args.out, log)
+        rows.append((arm, evaluate(arm, model, args.test, args.out, log)))
+        print(f"{arm.name}: J&F {rows[-1][1]['J&F']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    text = table(rows, args.test, args.test_seed)
+    (args.out / "ablation.md").write_text(text)
+    (args.out / "ablation.json").write_text(json.dumps({a.name: r for a, r in rows}, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
