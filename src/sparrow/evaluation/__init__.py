@@ -1,8 +1,9 @@
 """Evaluation with official-parity metrics (see ``specs/METRICS.md``).
 
 The J&F core (:mod:`.jf`, :mod:`.statistics`), the VOS protocols (:mod:`.davis`, :mod:`.mevis`,
-:mod:`.refdavis`, :mod:`.revos`, :mod:`.identity`) and the grounding/caption protocols. Shared
-helpers: :mod:`.parallel` (order-preserving process map) and :mod:`.report` (JSON, tables).
+:mod:`.refdavis`, :mod:`.revos`, :mod:`.identity`), the SynRef diagnostic report (:mod:`.synref_report`)
+and the grounding/caption protocols. Shared helpers: :mod:`.parallel` (order-preserving process map)
+and :mod:`.report` (JSON, tables).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sparrow.evaluation.report import print_table, write_json
 from sparrow.evaluation.revos import RevosResult, evaluate_revos
 from sparrow.evaluation.statistics import db_statistics
 from sparrow.evaluation.stvg import StvgResult, evaluate_stvg
+from sparrow.evaluation.synref_report import SynrefReport, evaluate_synref
 from sparrow.evaluation.vg import VgResult, evaluate_vg
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "RefDavisReferFormerResult",
     "RevosResult",
     "StvgResult",
+    "SynrefReport",
     "VgResult",
     "db_statistics",
     "default_workers",
@@ -43,6 +46,7 @@ __all__ = [
     "evaluate_refdavis_referformer",
     "evaluate_revos",
     "evaluate_stvg",
+    "evaluate_synref",
     "evaluate_vg",
     "f_measure",
     "jaccard",

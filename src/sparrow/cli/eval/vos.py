@@ -1,4 +1,4 @@
-"""``sparrow eval davis|mevis|refdavis|revos|identity``: video object segmentation benchmarks.
+"""``sparrow eval davis|mevis|refdavis|revos|identity|synref``: video object segmentation benchmarks.
 
 Each command prints the benchmark's table with its own rounding and writes full-precision results with
 ``--json``. The evaluation code is imported inside the commands so that ``sparrow --help`` stays fast.
@@ -205,5 +205,23 @@ def identity(
     from sparrow.evaluation.identity import evaluate_identity
 
     result = evaluate_identity(gt, results, meta=meta, mask_dict=mask_dict, workers=workers, strict=strict)
+    result.print_table()
+    write_results(result, json_out)
+
+
+@app.command("synref")
+def synref(
+    gt: Path = typer.Option(
+        ..., "--gt", help="SynRef split folder: meta_expressions.json (with tags) + mask_dict.json."
+    ),
+    results: Path = typer.Option(..., "--results", help="Predictions: <video>/<exp_id>/<frame>.png."),
+    workers: int | None = WORKERS,
+    strict: bool = STRICT,
+    json_out: Path | None = JSON_OUT,
+) -> None:
+    """SynRef diagnostic report: MeViS J&F, first-frame J, id-switch rate, IDF1/HOTA and J&F per tag."""
+    from sparrow.evaluation.synref_report import evaluate_synref
+
+    result = evaluate_synref(gt, results, workers=workers, strict=strict)
     result.print_table()
     write_results(result, json_out)
