@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint ablation venv clean
+.PHONY: demo test lint ablation options venv clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ lint: $(STAMP)
 # The SynRef hard ablation of docs/training.md (trains four models on CPU: hours, not a test).
 ablation: $(STAMP)
 	$(BIN)/python experiments/synref_ablation.py --out runs/ablation
+
+# The inference options (a)-(c) of docs/inference.md with the bundled model on SynRef hard.
+options: $(STAMP)
+	$(BIN)/python experiments/inference_options.py --out runs/options
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SPARROW = [sys.executable, "-m", "sparrow"]
+from runner import SPARROW, ensure_split, markdown_table, predict_and_score, run
 
 # (folder, extra arguments of `sparrow data synref`): the recipe's training data and the test split
 DATA = {
@@ -32,7 +30,6 @@ DATA = {
     "data/synref/train_hard": ["--split", "train", "--videos", "400", "--seed", "1", "--difficulty", "hard"],
     "data/synref/val": ["--split", "val", "--videos", "20", "--seed", "0"],
 }
-TAGS = ("occluded", "reappears", "crosses_lookalike", "late_appearance", "motion_only")
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ class Arm:
 # Without the box prompt there is no filtration stage: those arms spend the last stage's steps in
 # stage 1 with TSF off instead, so every arm trains the same number of steps on the same data.
 NO_BOX = ("model.overrides.box_prompt=false", "stages.2.stage=1")
-# The reduced budget of every arm (steps of stages 0 / 1 / 2; the bundled model trains 2000 / 1500 / 3000).
+# The reduced budget of every arm (steps of stages 0 / 1 / 2; the bundled model trains 2000 / 1500 / 2000).
 BUDGET = ("stages.0.steps=1000", "stages.1.steps=500", "stages.2.steps=1000")
 ARMS = (
     Arm("baseline", "baseline ([SEG] only, no TSF)", "baseline", (*NO_BOX, "model.overrides.tsf.mode='off'")),
@@ -60,23 +57,12 @@ ARMS = (
 )
 
 
-def run(cmd: list[str], log: Path) -> None:
-    """Run a command, appending its output to ``log``; stop with its exit code on failure."""
-    print("$", " ".join(cmd[2:] if cmd[:2] == SPARROW[:2] else cmd), flush=True)
-    with open(log, "a", encoding="utf-8") as fh:
-        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
-    if code != 0:
-        sys.exit(f"failed (exit {code}): {' '.join(cmd)}; see {log}")
-
-
 def ensure_data(test: Path, test_seed: int, log: Path) -> None:
-    wanted = {
-        **DATA,
-        str(test): ["--split", "test", "--videos", "200", "--seed", str(test_seed), "--difficulty", "hard"],
-    }
-    for folder, args in wanted.items():
-        if not (Path(folder) / "meta_expressions.json").is_file():
-            run([*SPARROW, "data", "synref", "--out", folder, "--frames", "16", *args], log)
+    for folder, args in DATA.items():
+        ensure_split(Path(folder), args, log)
+    ensure_split(
+        test, ["--split", "test", "--videos", "200", "--seed", str(test_seed), "--difficulty", "hard"], log
+    )
 
 
 def train(arm: Arm, out: Path, log: Path) -> Path:
@@ -90,33 +76,6 @@ def train(arm: Arm, out: Path, log: Path) -> Path:
         else:
             run([*SPARROW, "train", "synref_tiny", *sets, "--out", str(run_dir), "--json", str(summary)], log)
     return Path(json.loads(summary.read_text())["final_model"])
-
-
-def evaluate(arm: Arm, model: Path, test: Path, out: Path, log: Path) -> dict:
-    report = out / "eval" / f"{arm.name}.json"
-    if not report.is_file():
-        preds = out / "predictions" / arm.name
-        cmd = [*SPARROW, "predict", "--dataset", "mevis", "--root", str(test), "--out", str(preds)]
-        cmd += ["--model", str(model), "--device", "cpu"] + (["--self-tsf"] if arm.self_tsf else [])
-        run(cmd, log)
-        run(
-            [*SPARROW, "eval", "synref", "--gt", str(test), "--results", str(preds), "--json", str(report)],
-            log,
-        )
-    return json.loads(report.read_text())
-
-
-def table(rows: list[tuple[Arm, dict]], test: Path, test_seed: int) -> str:
-    head = ["arm", "J&F", "J", "F", "first-frame J", "id-switch rate", *TAGS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for arm, r in rows:
-        tags = [r["per_tag"][t]["J&F"] for t in TAGS]
-        values = [r["J&F"], r["J"], r["F"], r["first_frame_J"], r["id_switch_rate"], *tags]
-        lines.append("| " + " | ".join([arm.label, *(f"{v:.3f}" for v in values)]) + " |")
-    n = rows[0][1].get("n_expressions", "?")
-    lines.append("")
-    lines.append(f"SynRef hard test split `{test}` (200 videos, seed {test_seed}, {n} expressions).")
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -134,9 +93,12 @@ def main() -> None:
     for arm in (a for a in ARMS if a.name in args.arms):
         started = time.perf_counter()
         model = train(arm, args.out, log)
-        rows.append((arm, evaluate(arm, model, args.test, args.out, log)))
+        options = ["--self-tsf"] if arm.self_tsf else []
+        rows.append((arm, predict_and_score(arm.name, model, args.test, args.out, log, options)))
         print(f"{arm.name}: J&F {rows[-1][1]['J&F']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
-    text = table(rows, args.test, args.test_seed)
+    text = markdown_table([(arm.label, r) for arm, r in rows])
+    n = rows[0][1]["n_expressions"]
+    text += f"\nSynRef hard test split `{args.test}` (200 videos, seed {args.test_seed}, {n} expressions).\n"
     (args.out / "ablation.md").write_text(text)
     (args.out / "ablation.json").write_text(json.dumps({a.name: r for a, r in rows}, indent=2) + "\n")
     print(text)
