@@ -16,7 +16,6 @@ from sparrow.inference import GroundingOptions, GroundingPipeline, resolve_devic
 from sparrow.inference import tracking as tracking_module
 from sparrow.inference.answer import question_for
 from sparrow.inference.model_path import resolve_model_path
-from sparrow.paths import bundled_model_dir
 from sparrow.structures import masks_to_boxes
 
 TEMPLATE = GroundingOptions(answer="template")
@@ -212,12 +211,12 @@ def test_empty_prompt_and_bad_options() -> None:
             GroundingOptions(**bad)  # type: ignore[arg-type]
 
 
-def test_model_folder_errors(model, tmp_path: Path) -> None:
+def test_model_folder_errors(model, tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(CheckpointError, match="sparrow train"):
         GroundingPipeline.from_pretrained(tmp_path / "missing")
-    if not (bundled_model_dir() / "config.json").is_file():
-        with pytest.raises(CheckpointError, match="no trained bundled model"):
-            resolve_model_path("default")
+    monkeypatch.setattr("sparrow.inference.model_path.bundled_model_dir", lambda: tmp_path / "not-installed")
+    with pytest.raises(CheckpointError, match="no trained bundled model"):
+        resolve_model_path("default")
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     (folder / "model.safetensors").write_bytes(b"\x00" * 64)
