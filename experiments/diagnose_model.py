@@ -1,0 +1,147 @@
+"""Where a trained model loses its masks: SAM2 with the ground-truth box, teacher forcing, object scores.
+
+Three measurements on a MeViS-layout SynRef split, each isolating one part of the inference path:
+
+1. **box oracle** -- for every single-referent expression, SAM2 is prompted with the referent's
+   ground-truth box (no ``[SEG]``) on its first visible frames: mask IoU there, ungated, with the
+   fraction of positive object scores and the predicted / true mask areas. Measures SAM2 alone.
+2. **teacher forcing** -- the training forward on held-out items (the recipe's validation data): mask
+   IoU of the supervised frames after SAM2's gate, and the mean object score per SAM frame position
+   (position 0 is the prompted key frame).
+3. **expression sensitivity** -- the IoU between the masks predicted for two different expressions
+   of the same video, next to the IoU between their true referents: a model that reads the
+   expression predicts masks that differ as much as the referents do.
+
+    python experiments/diagnose_model.py --model default --split data/synref/test --videos 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparrow.inference.model_path import resolve_model_path
+from sparrow.io import open_video
+from sparrow.models import SparrowModel, collate
+from sparrow.structures.masks import rle_decode
+from sparrow.training.recipe import load_recipe
+from sparrow.training.samples import ConversationSource
+from sparrow.training.sparrow_task import read_conversations
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+@torch.no_grad()
+def box_oracle(model: SparrowModel, split: Path, videos: int, frames_per_target: int = 3) -> dict:
+    """SAM2 prompted with ground-truth boxes (cxcywh normalised) on the referent's first visible frames."""
+    meta = json.loads((split / "meta_expressions.json").read_text())["videos"]
+    mask_dict = json.loads((split / "mask_dict.json").read_text())
+    rows = []
+    for video in sorted(meta)[:videos]:
+        entry = meta[video]
+        with open_video(split / "JPEGImages" / video) as reader:
+            frames = np.stack([frame for _, frame in reader.iter_frames()])
+        h, w = frames.shape[1:3]
+        features = model.sam2.image_features(model.sam2.preprocess(frames))
+        for exp in entry["expressions"].values():
+            if len(exp["anno_id"]) != 1:
+                continue
+            truth = [
+                rle_decode(r) if r else np.zeros((h, w), bool) for r in mask_dict[str(exp["anno_id"][0])]
+            ]
+            for t in [t for t, m in enumerate(truth) if m.any()][:frames_per_target]:
+                ys, xs = np.nonzero(truth[t])
+                x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+                box = torch.tensor([[(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h]])
+                out = model.sam2.decode(features.select(slice(t, t + 1)), boxes=box)
+                logits = F.interpolate(
+                    out.mask_logits.float(), size=(h, w), mode="bilinear", align_corners=False
+                )
+                mask = logits[0, 0].numpy() > 0
+                score = float(out.object_score_logits.reshape(()))
+                rows.append((iou(mask, truth[t]), score > 0, mask.mean(), truth[t].mean()))
+    r = np.array(rows, dtype=np.float64)
+    return {
+        "prompted_frames": len(r),
+        "iou_ungated": r[:, 0].mean(),
+        "score_positive": r[:, 1].mean(),
+        "predicted_area": r[:, 2].mean(),
+        "true_area": r[:, 3].mean(),
+    }
+
+
+@torch.no_grad()
+def teacher_forced(model: SparrowModel, recipe: str, items: int) -> dict:
+    """Training forward on the recipe's first validation items: gated mask IoU, object score per SAM
+    frame position, and how much the expression matters: the IoU between the masks predicted for two
+    different expressions of the same video, against the IoU between their true referents."""
+    spec = load_recipe(recipe).data.val[0]
+    conversations, objects = read_conversations(spec)
+    source = ConversationSource(spec.name, conversations, model.processor, objects)
+    pad = model.processor.tokenizer.ids.pad
+    ious, scores = [], []
+    by_video: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for i in range(min(items, len(source))):
+        batch = collate([source.build(i, 0)], pad)
+        out = model(batch)
+        logits = model.sam2.upsample_logits(out.mask_logits, tuple(batch.seg_masks.shape[-2:]))[:, 0]
+        target = batch.seg_masks[out.mask_pairs[:, 0], out.mask_pairs[:, 1]].bool().numpy()
+        score = out.object_score_logits.reshape(-1)
+        predicted = ((logits > 0) & (score[:, None, None] > 0)).numpy()
+        ious += [iou(p, t) for p, t in zip(predicted, target, strict=True)]
+        scores.append(score[out.mask_pairs[:, 1].argsort()].numpy())
+        if out.mask_pairs[:, 0].max() == 0:  # one [SEG]: comparable across expressions
+            by_video.setdefault(conversations[i].video.video_id, []).append((predicted, target))
+    pairs = [
+        (iou(a[0], b[0]), iou(a[1], b[1]))
+        for group in by_video.values()
+        for k, a in enumerate(group)
+        for b in group[k + 1 :]
+    ]
+    by_position = np.stack([s for s in scores if len(s) == len(scores[0])]).mean(axis=0)
+    return {
+        "pairs": len(ious),
+        "iou_gated": float(np.mean(ious)),
+        "object_score_by_position": by_position.round(2).tolist(),
+        "same_video_expression_pairs": len(pairs),
+        "same_video_predicted_iou": float(np.mean([p[0] for p in pairs])) if pairs else None,
+        "same_video_referent_iou": float(np.mean([p[1] for p in pairs])) if pairs else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="default", help="Model folder, or 'default' (the bundled one).")
+    parser.add_argument(
+        "--split", type=Path, default=Path("data/synref/test"), help="MeViS-layout SynRef split."
+    )
+    parser.add_argument("--videos", type=int, default=10, help="Videos of the split for the box oracle.")
+    parser.add_argument(
+        "--recipe", default="synref_tiny", help="Recipe whose validation data is teacher-forced."
+    )
+    parser.add_argument("--items", type=int, default=16, help="Validation items for teacher forcing.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the figures as JSON.")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = SparrowModel.from_pretrained(resolve_model_path(args.model), {"tsf": {"mode": "off"}}).eval()
+    figures = {
+        "box_oracle": box_oracle(model, args.split, args.videos),
+        "teacher_forced": teacher_forced(model, args.recipe, args.items),
+    }
+    text = json.dumps(figures, indent=2, default=float)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
