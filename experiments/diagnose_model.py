@@ -8,7 +8,8 @@ Three measurements on a MeViS-layout SynRef split, each isolating one part of th
 2. **teacher forcing** -- the training forward on held-out items (the recipe's validation data): mask
    IoU of the supervised frames after SAM2's gate, and the mean object score per SAM frame position
    (position 0 is the prompted key frame).
-3. **expression sensitivity** -- the IoU between the masks predicted for two different expressions
+3. **key frames** -- how often the prompted frame of a training sample shows a referent.
+4. **expression sensitivity** -- the IoU between the masks predicted for two different expressions
    of the same video, next to the IoU between their true referents: a model that reads the
    expression predicts masks that differ as much as the referents do.
 
@@ -118,6 +119,20 @@ def teacher_forced(model: SparrowModel, recipe: str, items: int) -> dict:
     }
 
 
+def key_frame_visibility(model: SparrowModel, recipe: str, samples: int) -> dict:
+    """Fraction of training samples (``samples`` drawn per training dataset of the recipe, seed 0) whose
+    prompted SAM frame shows a referent: the object-score target of the key frame."""
+    out = {}
+    for spec in load_recipe(recipe).data.train:
+        conversations, objects = read_conversations(spec)
+        source = ConversationSource(spec.name, conversations, model.processor, objects)
+        rng = np.random.default_rng(0)
+        picks = rng.choice(len(source), min(samples, len(source)), replace=False)
+        shown = [bool(source.build(int(i), seed=1).seg_masks[:, 0].any()) for i in picks]
+        out[spec.name] = float(np.mean(shown))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", help="Model folder, or 'default' (the bundled one).")
@@ -129,6 +144,7 @@ def main() -> None:
         "--recipe", default="synref_tiny", help="Recipe whose validation data is teacher-forced."
     )
     parser.add_argument("--items", type=int, default=16, help="Validation items for teacher forcing.")
+    parser.add_argument("--samples", type=int, default=300, help="Training samples per dataset (key frames).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures as JSON.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -136,6 +152,7 @@ def main() -> None:
     figures = {
         "box_oracle": box_oracle(model, args.split, args.videos),
         "teacher_forced": teacher_forced(model, args.recipe, args.items),
+        "key_frame_shows_referent": key_frame_visibility(model, args.recipe, args.samples),
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)
