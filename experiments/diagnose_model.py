@@ -1,6 +1,6 @@
 """Where a trained model loses its masks: SAM2 with the ground-truth box, teacher forcing, object scores.
 
-Three measurements on a MeViS-layout SynRef split, each isolating one part of the inference path:
+Four measurements on a model and the data of its recipe, each isolating one part of the path:
 
 1. **box oracle** -- for every single-referent expression, SAM2 is prompted with the referent's
    ground-truth box (no ``[SEG]``) on its first visible frames: mask IoU there, ungated, with the
@@ -13,7 +13,7 @@ Three measurements on a MeViS-layout SynRef split, each isolating one part of th
    of the same video, next to the IoU between their true referents: a model that reads the
    expression predicts masks that differ as much as the referents do.
 
-    python experiments/diagnose_model.py --model default --split data/synref/test --videos 10
+    python experiments/diagnose_model.py --model default --split data/synref/test --videos 10 --items 32
 """
 
 from __future__ import annotations
