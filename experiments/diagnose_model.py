@@ -8,7 +8,9 @@ Four measurements on a model and the data of its recipe, each isolating one part
 2. **teacher forcing** -- the training forward on held-out items (the recipe's validation data): mask
    IoU of the supervised frames after SAM2's gate, and the mean object score per SAM frame position
    (position 0 is the prompted key frame).
-3. **key frames** -- how often the prompted frame of a training sample shows a referent.
+3. **key frames** -- how often the prompted frame of a training sample shows a referent, and SAM2's
+   object score on held-out key frames with box + ``[SEG]``, ``[SEG]`` only, box only and no prompt,
+   with the norms of the sparse prompt tokens (box corners, padding, ``[SEG]``).
 4. **expression sensitivity** -- the IoU between the masks predicted for two different expressions
    of the same video, next to the IoU between their true referents: a model that reads the
    expression predicts masks that differ as much as the referents do.
@@ -133,6 +135,53 @@ def key_frame_visibility(model: SparrowModel, recipe: str, samples: int) -> dict
     return out
 
 
+@torch.no_grad()
+def key_frame_prompts(model: SparrowModel, recipe: str, items: int) -> dict:
+    """SAM2's object score on the key frame of held-out items under each prompt combination (the
+    training forward's own box and ``[SEG]`` prompts), and the norms of the sparse prompt tokens."""
+    spec = load_recipe(recipe).data.val[0]
+    conversations, objects = read_conversations(spec)
+    source = ConversationSource(spec.name, conversations, model.processor, objects)
+    pad = model.processor.tokenizer.ids.pad
+    calls: list[tuple] = []
+    decode = model.sam2.decode
+
+    def recording(features, *, boxes=None, seg_embeddings=None):
+        calls.append((features, boxes, seg_embeddings))
+        return decode(features, boxes=boxes, seg_embeddings=seg_embeddings)
+
+    model.sam2.decode = recording
+    scores: dict[str, list[float]] = {"box+seg": [], "seg": [], "box": [], "none": []}
+    norms = []
+    try:
+        for i in range(min(items, len(source))):
+            calls.clear()
+            model(collate([source.build(i, 0)], pad))
+            prompted = [c for c in calls if c[2] is not None]
+            if not prompted:
+                continue
+            features, box, seg = prompted[0]
+            for name, (b, e) in {
+                "box+seg": (box, seg),
+                "seg": (None, seg),
+                "box": (box, None),
+                "none": (None, None),
+            }.items():
+                if name.startswith("box") and box is None:
+                    continue
+                out = decode(features, boxes=b, seg_embeddings=e)
+                scores[name].append(float(out.object_score_logits.reshape(-1)[0]))
+            sparse, _ = model.sam2._prompt_embeddings(features.image_embeddings, box, seg)
+            norms.append(sparse[0, 0].norm(dim=-1).tolist())
+    finally:
+        model.sam2.decode = decode
+    return {
+        "object_score_mean": {k: float(np.mean(v)) for k, v in scores.items() if v},
+        "object_score_range": {k: [float(np.min(v)), float(np.max(v))] for k, v in scores.items() if v},
+        "sparse_token_norms": np.mean(norms, axis=0).round(2).tolist() if norms else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", help="Model folder, or 'default' (the bundled one).")
@@ -153,6 +202,7 @@ def main() -> None:
         "box_oracle": box_oracle(model, args.split, args.videos),
         "teacher_forced": teacher_forced(model, args.recipe, args.items),
         "key_frame_shows_referent": key_frame_visibility(model, args.recipe, args.samples),
+        "key_frame_prompts": key_frame_prompts(model, args.recipe, args.items),
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)
