@@ -27,51 +27,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from sparrow.data.registry import get_format
 from sparrow.inference.model_path import resolve_model_path
-from sparrow.io import open_video
 from sparrow.models import SparrowModel, collate
-from sparrow.structures.masks import rle_decode
-from sparrow.training.recipe import load_recipe
+from sparrow.structures import box_convert, mask_iou, masks_to_boxes, normalize_boxes
+from sparrow.training.recipe import DatasetSpec, load_recipe
 from sparrow.training.samples import ConversationSource
 from sparrow.training.sparrow_task import read_conversations
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 @torch.no_grad()
 def box_oracle(model: SparrowModel, split: Path, videos: int, frames_per_target: int = 3) -> dict:
     """SAM2 prompted with ground-truth boxes (cxcywh normalised) on the referent's first visible frames."""
-    meta = json.loads((split / "meta_expressions.json").read_text())["videos"]
-    mask_dict = json.loads((split / "mask_dict.json").read_text())
+    data = get_format("mevis").open(split, split.name)
     rows = []
-    for video in sorted(meta)[:videos]:
-        entry = meta[video]
-        with open_video(split / "JPEGImages" / video) as reader:
-            frames = np.stack([frame for _, frame in reader.iter_frames()])
-        h, w = frames.shape[1:3]
-        features = model.sam2.image_features(model.sam2.preprocess(frames))
-        for exp in entry["expressions"].values():
-            if len(exp["anno_id"]) != 1:
+    for video_id in sorted(data.videos)[:videos]:
+        clip = data.videos[video_id].load_frames()
+        features = model.sam2.image_features(model.sam2.preprocess(clip.frames))
+        for exp in data.expressions_of(video_id):
+            if len(exp.obj_ids) != 1 or exp.masks is None:
                 continue
-            truth = [
-                rle_decode(r) if r else np.zeros((h, w), bool) for r in mask_dict[str(exp["anno_id"][0])]
-            ]
-            for t in [t for t, m in enumerate(truth) if m.any()][:frames_per_target]:
-                ys, xs = np.nonzero(truth[t])
-                x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-                box = torch.tensor([[(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h]])
-                out = model.sam2.decode(features.select(slice(t, t + 1)), boxes=box)
-                logits = F.interpolate(
-                    out.mask_logits.float(), size=(h, w), mode="bilinear", align_corners=False
-                )
-                mask = logits[0, 0].numpy() > 0
+            truth = exp.masks.load()
+            visible = np.flatnonzero(truth.reshape(len(truth), -1).any(axis=1))[:frames_per_target]
+            boxes = normalize_boxes(masks_to_boxes(truth[visible]), clip.size)
+            for t, box in zip(visible, box_convert(boxes, "xyxy", "cxcywh"), strict=True):
+                out = model.sam2.decode(features.select(slice(t, t + 1)), boxes=torch.as_tensor(box)[None])
+                mask = model.sam2.upsample_logits(out.mask_logits, clip.size)[0, 0].numpy() > 0
                 score = float(out.object_score_logits.reshape(()))
-                rows.append((iou(mask, truth[t]), score > 0, mask.mean(), truth[t].mean()))
+                rows.append((mask_iou(mask, truth[t]), score > 0, mask.mean(), truth[t].mean()))
     r = np.array(rows, dtype=np.float64)
     return {
         "prompted_frames": len(r),
@@ -83,13 +67,10 @@ def box_oracle(model: SparrowModel, split: Path, videos: int, frames_per_target:
 
 
 @torch.no_grad()
-def teacher_forced(model: SparrowModel, recipe: str, items: int) -> dict:
-    """Training forward on the recipe's first validation items: gated mask IoU, object score per SAM
-    frame position, and how much the expression matters: the IoU between the masks predicted for two
+def teacher_forced(model: SparrowModel, source: ConversationSource, items: int) -> dict:
+    """Training forward on the first validation items: gated mask IoU, object score per SAM frame
+    position, and how much the expression matters: the IoU between the masks predicted for two
     different expressions of the same video, against the IoU between their true referents."""
-    spec = load_recipe(recipe).data.val[0]
-    conversations, objects = read_conversations(spec)
-    source = ConversationSource(spec.name, conversations, model.processor, objects)
     pad = model.processor.tokenizer.ids.pad
     ious, scores = [], []
     by_video: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -100,12 +81,12 @@ def teacher_forced(model: SparrowModel, recipe: str, items: int) -> dict:
         target = batch.seg_masks[out.mask_pairs[:, 0], out.mask_pairs[:, 1]].bool().numpy()
         score = out.object_score_logits.reshape(-1)
         predicted = ((logits > 0) & (score[:, None, None] > 0)).numpy()
-        ious += [iou(p, t) for p, t in zip(predicted, target, strict=True)]
+        ious += [mask_iou(p, t) for p, t in zip(predicted, target, strict=True)]
         scores.append(score[out.mask_pairs[:, 1].argsort()].numpy())
         if out.mask_pairs[:, 0].max() == 0:  # one [SEG]: comparable across expressions
-            by_video.setdefault(conversations[i].video.video_id, []).append((predicted, target))
+            by_video.setdefault(source.conversations[i].video.video_id, []).append((predicted, target))
     pairs = [
-        (iou(a[0], b[0]), iou(a[1], b[1]))
+        (mask_iou(a[0], b[0]), mask_iou(a[1], b[1]))
         for group in by_video.values()
         for k, a in enumerate(group)
         for b in group[k + 1 :]
@@ -121,13 +102,18 @@ def teacher_forced(model: SparrowModel, recipe: str, items: int) -> dict:
     }
 
 
-def key_frame_visibility(model: SparrowModel, recipe: str, samples: int) -> dict:
-    """Fraction of training samples (``samples`` drawn per training dataset of the recipe, seed 0) whose
+def recipe_source(model: SparrowModel, spec: DatasetSpec) -> ConversationSource:
+    """The training samples of one dataset of a recipe, built for ``model``."""
+    conversations, objects = read_conversations(spec)
+    return ConversationSource(spec.name, conversations, model.processor, objects)
+
+
+def key_frame_visibility(model: SparrowModel, specs: list[DatasetSpec], samples: int) -> dict:
+    """Fraction of training samples (``samples`` drawn per training dataset ``specs``, seed 0) whose
     prompted SAM frame shows a referent: the object-score target of the key frame."""
     out = {}
-    for spec in load_recipe(recipe).data.train:
-        conversations, objects = read_conversations(spec)
-        source = ConversationSource(spec.name, conversations, model.processor, objects)
+    for spec in specs:
+        source = recipe_source(model, spec)
         rng = np.random.default_rng(0)
         picks = rng.choice(len(source), min(samples, len(source)), replace=False)
         shown = [bool(source.build(int(i), seed=1).seg_masks[:, 0].any()) for i in picks]
@@ -136,12 +122,9 @@ def key_frame_visibility(model: SparrowModel, recipe: str, samples: int) -> dict
 
 
 @torch.no_grad()
-def key_frame_prompts(model: SparrowModel, recipe: str, items: int) -> dict:
+def key_frame_prompts(model: SparrowModel, source: ConversationSource, items: int) -> dict:
     """SAM2's object score on the key frame of held-out items under each prompt combination (the
     training forward's own box and ``[SEG]`` prompts), and the norms of the sparse prompt tokens."""
-    spec = load_recipe(recipe).data.val[0]
-    conversations, objects = read_conversations(spec)
-    source = ConversationSource(spec.name, conversations, model.processor, objects)
     pad = model.processor.tokenizer.ids.pad
     calls: list[tuple] = []
     decode = model.sam2.decode
@@ -198,11 +181,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SparrowModel.from_pretrained(resolve_model_path(args.model), {"tsf": {"mode": "off"}}).eval()
+    recipe = load_recipe(args.recipe)
+    held_out = recipe_source(model, recipe.data.val[0])
     figures = {
         "box_oracle": box_oracle(model, args.split, args.videos),
-        "teacher_forced": teacher_forced(model, args.recipe, args.items),
-        "key_frame_shows_referent": key_frame_visibility(model, args.recipe, args.samples),
-        "key_frame_prompts": key_frame_prompts(model, args.recipe, args.items),
+        "teacher_forced": teacher_forced(model, held_out, args.items),
+        "key_frame_shows_referent": key_frame_visibility(model, recipe.data.train, args.samples),
+        "key_frame_prompts": key_frame_prompts(model, held_out, args.items),
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)
