@@ -6,8 +6,9 @@ Four measurements on a model and the data of its recipe, each isolating one part
    ground-truth box (no ``[SEG]``) on its first visible frames: mask IoU there, ungated, with the
    fraction of positive object scores and the predicted / true mask areas. Measures SAM2 alone.
 2. **teacher forcing** -- the training forward on held-out items (the recipe's validation data): mask
-   IoU of the supervised frames after SAM2's gate, and the mean object score per SAM frame position
-   (position 0 is the prompted key frame).
+   IoU of the supervised frames after SAM2's gate, the mean object score per SAM frame position
+   (position 0 is the prompted key frame), and the filtration head: box IoU of the selected proposal
+   with the referent's key-frame box, how often it reaches 0.5, and how often any of the top-k does.
 3. **key frames** -- how often the prompted frame of a training sample shows a referent, and SAM2's
    object score on held-out key frames with box + ``[SEG]``, ``[SEG]`` only, box only and no prompt,
    with the norms of the sparse prompt tokens (box corners, padding, ``[SEG]``).
@@ -31,7 +32,7 @@ import torch
 from sparrow.data.registry import get_format
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowModel, collate
-from sparrow.structures import box_convert, mask_iou, masks_to_boxes, normalize_boxes
+from sparrow.structures import box_convert, box_iou, mask_iou, masks_to_boxes, normalize_boxes
 from sparrow.training.recipe import DatasetSpec, load_recipe
 from sparrow.training.samples import ConversationSource
 from sparrow.training.sparrow_task import read_conversations
@@ -72,7 +73,7 @@ def teacher_forced(model: SparrowModel, source: ConversationSource, items: int) 
     position, and how much the expression matters: the IoU between the masks predicted for two
     different expressions of the same video, against the IoU between their true referents."""
     pad = model.processor.tokenizer.ids.pad
-    ious, scores = [], []
+    ious, scores, selected_iou, best_iou = [], [], [], []
     by_video: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for i in range(min(items, len(source))):
         batch = collate([source.build(i, 0)], pad)
@@ -83,6 +84,12 @@ def teacher_forced(model: SparrowModel, source: ConversationSource, items: int) 
         predicted = ((logits > 0) & (score[:, None, None] > 0)).numpy()
         ious += [mask_iou(p, t) for p, t in zip(predicted, target, strict=True)]
         scores.append(score[out.mask_pairs[:, 1].argsort()].numpy())
+        if out.filtration is not None and bool(batch.box_valid.any()):
+            truth = box_convert(batch.boxes[batch.box_valid], "cxcywh", "xyxy")
+            chosen = box_convert(out.filtration.selected_boxes[batch.box_valid], "cxcywh", "xyxy")
+            offered = box_convert(out.filtration.refined_boxes[batch.box_valid], "cxcywh", "xyxy")
+            selected_iou += box_iou(chosen, truth).diagonal().tolist()
+            best_iou += [float(box_iou(o, g[None]).max()) for o, g in zip(offered, truth, strict=True)]
         if out.mask_pairs[:, 0].max() == 0:  # one [SEG]: comparable across expressions
             by_video.setdefault(source.conversations[i].video.video_id, []).append((predicted, target))
     pairs = [
@@ -99,6 +106,9 @@ def teacher_forced(model: SparrowModel, source: ConversationSource, items: int) 
         "same_video_expression_pairs": len(pairs),
         "same_video_predicted_iou": float(np.mean([p[0] for p in pairs])) if pairs else None,
         "same_video_referent_iou": float(np.mean([p[1] for p in pairs])) if pairs else None,
+        "selected_box_iou": float(np.mean(selected_iou)) if selected_iou else None,
+        "selected_box_hit@0.5": float(np.mean(np.array(selected_iou) >= 0.5)) if selected_iou else None,
+        "best_proposal_hit@0.5": float(np.mean(np.array(best_iou) >= 0.5)) if best_iou else None,
     }
 
 

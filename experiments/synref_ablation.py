@@ -46,7 +46,7 @@ class Arm:
 # Without the box prompt there is no filtration stage: those arms spend the last stage's steps in
 # stage 1 with TSF off instead, so every arm trains the same number of steps on the same data.
 NO_BOX = ("model.overrides.box_prompt=false", "stages.2.stage=1")
-# The reduced budget of every arm (steps of stages 0 / 1 / 2; the bundled model trains 2000 / 1500 / 2000).
+# The reduced budget of every arm (steps of stages 0 / 1 / 2; the bundled model trains 3000 / 1500 / 2000).
 BUDGET = ("stages.0.steps=1000", "stages.1.steps=500", "stages.2.steps=1000")
 ARMS = (
     Arm("baseline", "baseline ([SEG] only, no TSF)", "baseline", (*NO_BOX, "model.overrides.tsf.mode='off'")),

@@ -10,6 +10,7 @@ import pytest
 import torch
 from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip, tiny, tokenizer
 
+from sparrow.errors import ConfigError
 from sparrow.models import (
     STAGES,
     SparrowBatch,
@@ -56,8 +57,9 @@ def make_batch(model: SparrowModel) -> SparrowBatch:
 
 @pytest.fixture(scope="module")
 def trained_step():
-    """One forward + backward of the default tiny model (box prompt on, TSF in training)."""
-    model = tiny()
+    """One forward + backward of the default tiny model (box prompt on, TSF in training); without the
+    random box teacher forcing, so repeated forwards agree (tested on its own below)."""
+    model = tiny(["box_teacher_forcing=0"])
     batch = make_batch(model)
     out = model(batch)
     out.loss.backward()
@@ -361,3 +363,91 @@ def test_processor_sam_inputs_match_the_sam2_preprocessing(trained_step) -> None
     for h, w in ((96, 106), (200, 150)):  # upscaled and downscaled
         frames = np.random.default_rng(h).integers(0, 256, (2, h, w, 3)).astype(np.uint8)
         torch.testing.assert_close(model.processor.sam_inputs(frames), model.sam2.preprocess(frames))
+
+
+def _box_prompts(model: SparrowModel, monkeypatch) -> list[torch.Tensor | None]:
+    """Record the box prompts of every SAM2 track call (one tensor per clip group)."""
+    seen: list[torch.Tensor | None] = []
+    real = model.sam2.track
+    monkeypatch.setattr(model.sam2, "track", lambda *a, **k: seen.append(k.get("boxes")) or real(*a, **k))
+    return seen
+
+
+def test_stage0_from_scratch_pretrains_sam2_on_true_boxes(monkeypatch) -> None:
+    model = tiny()  # train_from_scratch: SAM2 learns box -> masklet next to the proposer
+    batch = make_batch(model)
+    model.set_stage(0)
+    assert loss_terms(model.config, 0) == (*STAGES[0].losses, "sam_bce", "sam_dice", "sam_object_score")
+    calls = _calls(model)
+    seen = _box_prompts(model, monkeypatch)
+    model.eval()  # no jitter: the prompts are the targets' own key-frame boxes
+    with torch.no_grad():
+        out = model(batch)
+    assert tuple(out.losses) == loss_terms(model.config, 0)
+    assert calls["llm"] == calls["seg_projection"] == calls["filtration"] == 0
+    assert all(float(out.losses[t]) > 0 for t in ("sam_bce", "sam_dice", "sam_object_score"))
+    # the three [SEG] with a mask target (sample 0's and sample 1's two), each tracked from key frame 0
+    # and prompted with its mask's box there (its [BOX] target, to the SAM-resolution rounding)
+    prompted = torch.cat([b for b in seen if b is not None])
+    wanted = batch.boxes[batch.box_valid][:3]
+    assert prompted.shape[0] == 3
+    assert all(bool(torch.isclose(row, wanted, atol=0.01).all(dim=1).any()) for row in prompted)
+    # without the box branch (no [BOX] tokens) SAM2 still pretrains on the masks' boxes
+    seen.clear()
+    plain = tiny(["box_prompt=false"])
+    plain.set_stage(0)
+    seen_plain = _box_prompts(plain, monkeypatch)
+    with torch.no_grad():
+        out = plain.eval()(plain.processor.collate(samples()[:2]))
+    assert set(out.losses) == {"det_class", "det_l1", "det_giou", "sam_bce", "sam_dice", "sam_object_score"}
+    assert torch.cat([b for b in seen_plain if b is not None]).shape == (3, 4)
+
+    model.train()
+    out = model(batch)
+    out.loss.backward()
+    decoder = model.sam2.model.mask_decoder
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in decoder.parameters())
+    assert all(p.grad is None for p in model.llm.parameters())
+
+
+def test_seg_prompt_norm_layer_normalises_the_projected_seg() -> None:
+    normed = tiny(["seg_prompt_norm=true"]).seg_projection
+    plain = tiny(["seg_prompt_norm=false"]).seg_projection  # the paper's L->V MLP
+    hidden = 50.0 * torch.randn(5, normed.mlp[0].in_features)
+    out = normed(hidden)
+    assert isinstance(normed.mlp[-1], torch.nn.LayerNorm) and len(plain.mlp) == 3
+    torch.testing.assert_close(out.mean(dim=-1), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.norm(dim=-1), torch.full((5,), out.shape[-1] ** 0.5), rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_box_teacher_forcing_prompts_sam2_with_the_true_box(monkeypatch, rate: float) -> None:
+    model = tiny([f"box_teacher_forcing={rate}"])
+    batch = make_batch(model)
+    model.set_stage(2)
+    seen = _box_prompts(model, monkeypatch)
+    torch.manual_seed(0)
+    out = model(batch)
+    prompted = torch.cat([b for b in seen if b is not None])
+    chosen = out.filtration.selected_boxes.detach()[batch.box_valid][:3]
+    truth = batch.boxes[batch.box_valid][:3]
+
+    def nearest(rows: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(rows, to).min(dim=1).values
+
+    if rate == 0.0:  # the filtration head's choice, as at inference
+        assert float(nearest(prompted, chosen).max()) < 1e-6
+    else:  # jittered ground truth: near the target, not exactly on it
+        assert float(nearest(prompted, truth).max()) < 0.1
+        assert float(nearest(prompted, truth).min()) > 0.0
+    seen.clear()
+    model.eval()  # never in evaluation
+    with torch.no_grad():
+        evaluated = model(batch)
+    prompted = torch.cat([b for b in seen if b is not None])
+    assert float(nearest(prompted, evaluated.filtration.selected_boxes[batch.box_valid][:3]).max()) < 1e-6
+
+
+def test_box_teacher_forcing_must_be_a_probability() -> None:
+    with pytest.raises(ConfigError, match="box_teacher_forcing"):
+        load_config("tiny", ["box_teacher_forcing=1.5"])

@@ -42,11 +42,14 @@ class VisionLanguageAdapter(nn.Module):
 
 
 class LanguageVisionMLP(nn.Module):
-    """``Linear(D, H) -> ReLU -> Linear(H, P)``: ``(..., D)`` -> ``(..., P)``."""
+    """``Linear(D, H) -> ReLU -> Linear(H, P)`` (``-> LayerNorm(P)`` with ``norm``): ``(..., D)`` -> ``(..., P)``."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, *, norm: bool = False) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+        layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim)]
+        if norm:
+            layers.append(nn.LayerNorm(out_dim))
+        self.mlp = nn.Sequential(*layers)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.mlp(hidden)

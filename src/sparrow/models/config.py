@@ -166,6 +166,10 @@ class LossWeights:
     ``object_score``: BCE of SAM2's object score against "the target's mask is non-empty" on every
     supervised frame (SAM2 trains its occlusion head this way; the score gates masks and memory in
     propagation). Not in the paper, which fine-tunes a pretrained SAM2; 0.5 like the Dice term.
+
+    ``sam_bce`` / ``sam_dice`` / ``sam_object_score``: the same three terms for SAM2 prompted with the
+    (jittered) ground-truth box alone, tracked through its memory: the promptable-segmentation
+    pretraining that stands in for SAM2's SA-1B / SA-V weights in stage 0 of from-scratch training.
     """
 
     lm_ce: float = 1.0
@@ -178,6 +182,9 @@ class LossWeights:
     det_class: float = 2.0
     det_l1: float = 5.0
     det_giou: float = 2.0
+    sam_bce: float = 2.0
+    sam_dice: float = 0.5
+    sam_object_score: float = 0.5
 
 
 @dataclass
@@ -193,7 +200,14 @@ class SparrowConfig:
     """The whole model. ``box_prompt`` / ``tsf.mode`` / ``propagation`` are the paper's switches.
 
     ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
-    no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny).
+    no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny); stage
+    0 then also pretrains SAM2's box -> masklet segmentation (the ``sam_*`` loss terms).
+    ``seg_prompt_norm``: layer-normalise the projected ``[SEG]`` (the paper's L->V MLP has none; from
+    scratch, an unnormalised ``[SEG]`` token grows until it swamps SAM2's box tokens and object score).
+    ``box_teacher_forcing``: probability that a training ``[SEG]`` is prompted to SAM2 with its
+    target's jittered ground-truth box instead of the filtration head's choice (stage 2; the paper's
+    pretrained SAM2 needs none, a from-scratch SAM2 otherwise learns to ignore boxes that early
+    filtration picks at random).
     """
 
     preset: str = "custom"
@@ -211,6 +225,8 @@ class SparrowConfig:
     propagation: Propagation = "video"
     l2v_hidden: int | None = None
     train_from_scratch: bool = False
+    seg_prompt_norm: bool = False
+    box_teacher_forcing: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON / YAML serialisable; tuples become lists)."""
@@ -253,6 +269,11 @@ class SparrowConfig:
         for name, frames in (("spatial", self.spatial.frames), ("sam2", self.sam2.frames)):
             if frames < 1:
                 bad(f"{name}.frames must be >= 1", "use a positive frame count")
+        if not 0.0 <= self.box_teacher_forcing <= 1.0:
+            bad(
+                f"box_teacher_forcing={self.box_teacher_forcing} is not a probability",
+                "use a value in [0, 1]",
+            )
 
 
 def preset_path(name: str) -> Path:

@@ -56,9 +56,11 @@ from sparrow.models.sam2 import Sam2Adapter, Sam2Features, sam2_hiera_large_conf
 from sparrow.models.tokenizer import IGNORE_INDEX, SparrowTokenizer, build_tokenizer
 from sparrow.models.tsf import kmeans_medoids
 from sparrow.models.vision import SpatialEncoder, TemporalEncoder
+from sparrow.structures.boxes import box_convert, masks_to_boxes, normalize_boxes
 
 SAM2_VARIANTS = {"tiny": tiny_sam2_config, "hiera_large": sam2_hiera_large_config}
 MASK_TERMS = ("lm_ce", "mask_bce", "mask_dice", "object_score")
+SAM_TERMS = ("sam_bce", "sam_dice", "sam_object_score")  # SAM2 prompted by ground-truth boxes
 BOX_TERMS = ("proposal_bce", "box_l1", "box_giou")
 DET_TERMS = ("det_class", "det_l1", "det_giou")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -68,11 +70,13 @@ def loss_terms(config: SparrowConfig, stage: int | None = None) -> tuple[str, ..
     """Loss terms :meth:`SparrowModel.forward` computes under ``config``'s switches and ``stage``.
 
     Without a stage: every term (the box-branch and proposer terms only with the box prompt on).
-    With a stage: that stage's terms (:data:`STAGES`), minus the box-branch terms if the box prompt is off.
+    With a stage: that stage's terms (:data:`STAGES`, plus its ``from_scratch_losses`` when
+    ``config.train_from_scratch``), minus the box-branch terms if the box prompt is off.
     """
     if stage is None:
         return MASK_TERMS + ((*BOX_TERMS, *DET_TERMS) if config.box_prompt else ())
-    terms = STAGES[stage].losses
+    plan = STAGES[stage]
+    terms = plan.losses + (plan.from_scratch_losses if config.train_from_scratch else ())
     return terms if config.box_prompt else tuple(t for t in terms if t not in BOX_TERMS)
 
 
@@ -85,16 +89,20 @@ class StagePlan:
         trainable: parts trained (the LLM through its LoRA adapters when LoRA is configured).
         from_scratch: parts also trained when ``config.train_from_scratch`` (the tiny preset has no
             pretrained weights, so its encoders and SAM2 must learn somewhere).
+        from_scratch_losses: terms also computed when ``config.train_from_scratch``.
     """
 
     losses: tuple[str, ...]
     trainable: tuple[str, ...]
     from_scratch: tuple[str, ...]
+    from_scratch_losses: tuple[str, ...] = ()
 
 
 STAGES: dict[int, StagePlan] = {
-    # 0: class-agnostic proposer pretraining, DETR losses only.
-    0: StagePlan(DET_TERMS, ("proposer",), ("sam2",)),
+    # 0: class-agnostic proposer pretraining, DETR losses only. From scratch, SAM2 also learns its
+    # promptable segmentation here (ground-truth box -> masklet through its memory), which SPARROW's
+    # SAM2 brings from SA-1B / SA-V.
+    0: StagePlan(DET_TERMS, ("proposer",), ("sam2",), SAM_TERMS),
     # 1: TSF injection: V->L adapters, LLM (LoRA), [SEG] L->V MLP; no box branch.
     1: StagePlan(MASK_TERMS, ("spatial_adapter", "temporal_adapter", "llm", "seg_projection"),
                  ("spatial_encoder", "temporal_encoder", "sam2")),
@@ -230,7 +238,9 @@ class SparrowModel(nn.Module):
             self.sam2.feature_dim, p.hidden_dim, p.num_queries, p.num_layers, p.num_heads
         )
         l2v_hidden = config.l2v_hidden or width
-        self.seg_projection = LanguageVisionMLP(width, l2v_hidden, self.sam2.prompt_dim)
+        self.seg_projection = LanguageVisionMLP(
+            width, l2v_hidden, self.sam2.prompt_dim, norm=config.seg_prompt_norm
+        )
         self.box_projection = LanguageVisionMLP(width, l2v_hidden, p.hidden_dim)
         self.filtration = FiltrationHead(
             p.hidden_dim, p.hidden_dim, config.filtration.hidden_dim, refine=config.filtration.refine
@@ -406,7 +416,11 @@ class SparrowModel(nn.Module):
         Masks: with ``propagation=video`` the key frame is decoded from the prompts and the other
         supervised frames are tracked through SAM2's memory (:meth:`_track_pairs`); with
         ``framewise`` every supervised frame is decoded with the prompts. ``object_score`` is SAM2's
-        presence BCE (target mask non-empty) on the same frames.
+        presence BCE (target mask non-empty) on the same frames. In training, ``box_teacher_forcing``
+        replaces the filtration head's box prompt by the target's jittered ground-truth box for that
+        share of the ``[SEG]`` s. The ``sam_*`` terms (stage 0 from scratch) are the same three losses
+        for SAM2 prompted with the target's (jittered) ground-truth box alone, for the targets present
+        on the key frame.
         """
         cfg = self.config
         ids = self._tok().ids
@@ -414,7 +428,8 @@ class SparrowModel(nn.Module):
         need_det = any(t in terms for t in DET_TERMS)
         need_box = any(t in terms for t in BOX_TERMS)
         need_mask = "mask_bce" in terms or "mask_dice" in terms
-        seg_box = self._check_targets(batch, masks=need_mask, boxes=need_box)
+        need_sam = any(t in terms for t in SAM_TERMS)
+        seg_box = self._check_targets(batch, masks=need_mask or need_sam, boxes=need_box)
         losses: dict[str, Tensor] = {}
 
         hidden = answer_logits = None
@@ -438,8 +453,9 @@ class SparrowModel(nn.Module):
                 )
 
         b, t = batch.sam_frames.shape[:2]
-        needed = batch.supervised.clone() if need_mask else torch.zeros_like(batch.supervised)
-        track = need_mask and cfg.propagation == "video"
+        any_mask = need_mask or need_sam
+        needed = batch.supervised.clone() if any_mask else torch.zeros_like(batch.supervised)
+        track = any_mask and cfg.propagation == "video"
         if need_det or need_box or track:
             needed[torch.arange(b, device=needed.device), batch.key_frames] = True
         flat = needed.flatten().nonzero()[:, 0]
@@ -468,34 +484,36 @@ class SparrowModel(nn.Module):
                 losses.update({"proposal_bce": zero, "box_l1": zero, "box_giou": zero})
             if seg_box is not None:
                 box_prompts = filtration.selected_boxes.detach()[seg_box]
+                if self.training and cfg.box_teacher_forcing > 0:
+                    forced = torch.rand(seg_box.shape[0], device=seg_box.device) < cfg.box_teacher_forcing
+                    forced &= batch.box_valid[seg_box]
+                    truth = _jitter_boxes(batch.boxes[seg_box])
+                    box_prompts = torch.where(forced[:, None], truth, box_prompts)
 
         pairs = mask_logits = scores = None
         if need_mask:
-            pairs = batch.supervised[batch.seg_sample].nonzero()  # (N, 2): ([SEG] j, frame t)
-            seg_of_pair = pairs[:, 0]
             seg_prompts = self.seg_projection(hidden[batch.input_ids == ids.seg])
-            if pairs.shape[0] and track:
-                mask_logits, scores = self._track_pairs(
-                    batch, features, row_of, pairs, seg_prompts, box_prompts
-                )
-            elif pairs.shape[0]:
-                decoded = self.sam2.decode(
-                    features.select(row_of[batch.seg_sample[seg_of_pair] * t + pairs[:, 1]]),
-                    boxes=None if box_prompts is None else box_prompts[seg_of_pair],
-                    seg_embeddings=seg_prompts[seg_of_pair][:, None],
-                )
-                mask_logits, scores = decoded.mask_logits, decoded.object_score_logits
-            if pairs.shape[0]:
-                size = tuple(batch.seg_masks.shape[-2:])
-                logits = self.sam2.upsample_logits(mask_logits, size)[:, 0]
-                target = batch.seg_masks[seg_of_pair, pairs[:, 1]].to(logits.dtype)
-                losses["mask_bce"] = mask_bce_loss(logits, target)
-                losses["mask_dice"] = dice_loss(logits, target)
-                present = target.flatten(1).any(dim=1, keepdim=True).to(scores.dtype)
-                losses["object_score"] = F.binary_cross_entropy_with_logits(scores, present)
-            else:
-                zero = hidden.sum() * 0.0 + seg_prompts.sum() * 0.0
-                losses["mask_bce"] = losses["mask_dice"] = losses["object_score"] = zero
+            everyone = torch.ones(seg_prompts.shape[0], dtype=torch.bool, device=seg_prompts.device)
+            decoded = self._supervised_masks(
+                batch, features, row_of, everyone, seg_prompts, box_prompts, track=track
+            )
+            zero = hidden.sum() * 0.0 + seg_prompts.sum() * 0.0
+            losses.update(_mask_losses(decoded, batch, ("mask_bce", "mask_dice", "object_score"), zero))
+            if decoded is not None:
+                pairs, mask_logits, scores = decoded
+        if need_sam:  # targets on the key frame, prompted with their box there
+            truth, usable = _key_frame_boxes(batch)
+            decoded = self._supervised_masks(
+                batch,
+                features,
+                row_of,
+                usable,
+                None,
+                _jitter_boxes(truth) if self.training else truth,
+                track=track,
+            )
+            zero = features.image_embeddings.sum() * 0.0
+            losses.update(_mask_losses(decoded, batch, SAM_TERMS, zero))
 
         weights = cfg.losses
         weighted = {name: getattr(weights, name) * losses[name] for name in terms}
@@ -510,29 +528,65 @@ class SparrowModel(nn.Module):
             filtration=filtration,
         )
 
+    def _supervised_masks(
+        self,
+        batch: SparrowBatch,
+        features: Sam2Features,
+        row_of: Tensor,
+        use: Tensor,
+        seg_prompts: Tensor | None,
+        box_prompts: Tensor | None,
+        *,
+        track: bool,
+    ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """SAM2's masks of the ``[SEG]`` targets selected by ``use`` ``(n_seg,)`` bool on their supervised
+        frames: ``(pairs (N, 2) ([SEG] j, SAM frame), mask logits (N, 1, S/4, S/4), object scores
+        (N, 1))``, or ``None`` when no pair is supervised.
+
+        Prompts: ``seg_prompts`` ``(n_seg, prompt_dim)`` and / or ``box_prompts`` ``(n_seg, 4)`` normalised
+        ``cxcywh`` (rows of unselected targets are ignored). ``track``: tracked from the key frame
+        through SAM2's memory (:meth:`_track_pairs`), else every frame decoded with the prompts.
+        """
+        pairs = (batch.supervised[batch.seg_sample] & use[:, None]).nonzero()
+        if not pairs.shape[0]:
+            return None
+        if track:
+            mask_logits, scores = self._track_pairs(batch, features, row_of, pairs, seg_prompts, box_prompts)
+            return pairs, mask_logits, scores
+        j = pairs[:, 0]
+        decoded = self.sam2.decode(
+            features.select(row_of[batch.seg_sample[j] * batch.sam_frames.shape[1] + pairs[:, 1]]),
+            boxes=None if box_prompts is None else box_prompts[j],
+            seg_embeddings=None if seg_prompts is None else seg_prompts[j][:, None],
+        )
+        return pairs, decoded.mask_logits, decoded.object_score_logits
+
     def _track_pairs(
         self,
         batch: SparrowBatch,
         features: Sam2Features,
         row_of: Tensor,
         pairs: Tensor,
-        seg_prompts: Tensor,
+        seg_prompts: Tensor | None,
         box_prompts: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         """Mask logits ``(N, 1, S/4, S/4)`` and object scores ``(N, 1)`` of the supervised pairs
         ``pairs`` ``(N, 2)`` (``[SEG] j``, SAM frame), through SAM2's memory (:meth:`Sam2Adapter.track`).
 
-        Each ``[SEG]`` is tracked from its sample's key frame, prompted with its ``[SEG]`` embedding
-        ``seg_prompts[j]`` (and box ``box_prompts[j]``), forward over the later supervised frames and,
-        as SAM2 propagates, backward over the earlier ones (a second clip from the key frame). Frames
-        are visited in order; the memory's temporal offsets count supervised frames. Clips of equal
-        length are tracked together. ``row_of`` maps ``sample * T + frame`` to a row of ``features``.
+        Each ``[SEG]`` of ``pairs`` is tracked from its sample's key frame, prompted with its ``[SEG]``
+        embedding ``seg_prompts[j]`` and / or box ``box_prompts[j]``, forward over the later supervised
+        frames and, as SAM2 propagates, backward over the earlier ones (a second clip from the key
+        frame). Frames are visited in order; the memory's temporal offsets count supervised frames.
+        Clips of equal length are tracked together. ``row_of`` maps ``sample * T + frame`` to a row of
+        ``features``.
         """
         t = batch.sam_frames.shape[1]
         supervised = batch.supervised.tolist()
         key_frames = batch.key_frames.tolist()
+        samples = batch.seg_sample.tolist()
         clips: dict[int, list[tuple[int, int, list[int]]]] = {}  # length -> [(j, sample, frames)]
-        for j, b in enumerate(batch.seg_sample.tolist()):
+        for j in sorted(set(pairs[:, 0].tolist())):
+            b = samples[j]
             key = key_frames[b]
             after = [key, *(f for f in range(key + 1, t) if supervised[b][f])]
             before = [key, *(f for f in range(key - 1, -1, -1) if supervised[b][f])]
@@ -543,11 +597,11 @@ class SparrowModel(nn.Module):
             rows = row_of[
                 torch.tensor([b * t + f for _, b, clip in group for f in clip], device=row_of.device)
             ]
-            index = torch.tensor([j for j, _, _ in group], device=seg_prompts.device)
+            index = torch.tensor([j for j, _, _ in group], device=row_of.device)
             out = self.sam2.track(
                 features.select(rows),
                 boxes=None if box_prompts is None else box_prompts[index],
-                seg_embeddings=seg_prompts[index][:, None],
+                seg_embeddings=None if seg_prompts is None else seg_prompts[index][:, None],
             )
             for i, (j, _, clip) in enumerate(group):
                 for position, f in enumerate(clip):  # the key frame: from the first clip
@@ -729,6 +783,50 @@ def _seg_box_pairs(input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
                 pairs.append(last)
                 last = None
     return torch.tensor(pairs, dtype=torch.long, device=input_ids.device)
+
+
+def _mask_losses(
+    decoded: tuple[Tensor, Tensor, Tensor] | None,
+    batch: SparrowBatch,
+    names: tuple[str, str, str],
+    zero: Tensor,
+) -> dict[str, Tensor]:
+    """BCE, Dice and object-score BCE (named ``names``) of ``decoded`` = ``(pairs, mask logits,
+    object scores)`` from :meth:`SparrowModel._supervised_masks` against ``batch.seg_masks``
+    (``zero`` for every term when nothing was decoded)."""
+    if decoded is None:
+        return dict.fromkeys(names, zero)
+    pairs, mask_logits, scores = decoded
+    size = tuple(batch.seg_masks.shape[-2:])
+    logits = Sam2Adapter.upsample_logits(mask_logits, size)[:, 0]
+    target = batch.seg_masks[pairs[:, 0], pairs[:, 1]].to(logits.dtype)
+    present = target.flatten(1).any(dim=1, keepdim=True).to(scores.dtype)
+    bce, dice, objectness = names
+    return {
+        bce: mask_bce_loss(logits, target),
+        dice: dice_loss(logits, target),
+        objectness: F.binary_cross_entropy_with_logits(scores, present),
+    }
+
+
+def _key_frame_boxes(batch: SparrowBatch) -> tuple[Tensor, Tensor]:
+    """Each ``[SEG]`` target's box on its sample's key frame, from its mask: normalised ``cxcywh``
+    ``(n_seg, 4)`` and ``(n_seg,)`` bool, False where the mask is empty there."""
+    key_masks = batch.seg_masks[torch.arange(batch.seg_masks.shape[0]), batch.key_frames[batch.seg_sample]]
+    size = tuple(key_masks.shape[-2:])
+    xyxy = torch.as_tensor(normalize_boxes(masks_to_boxes(key_masks), size), device=key_masks.device)
+    return box_convert(xyxy, "xyxy", "cxcywh"), key_masks.flatten(1).any(dim=1)
+
+
+def _jitter_boxes(boxes: Tensor, noise: float = 0.1) -> Tensor:
+    """Training jitter of normalised ``cxcywh`` boxes ``(N, 4)``, as SAM trains its box prompts: centres
+    move by ``noise`` x the box size (Gaussian), sizes scale by ``exp(noise * N(0, 1))``; the result is
+    clipped to the frame. Uses the global torch RNG (saved in training checkpoints)."""
+    centre, size = boxes[:, :2], boxes[:, 2:]
+    centre = centre + noise * size * torch.randn_like(centre)
+    size = size * torch.exp(noise * torch.randn_like(size))
+    xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=1).clamp(0.0, 1.0)
+    return box_convert(xyxy, "xyxy", "cxcywh")
 
 
 def _index_proposals(proposals: ProposerOutput, index: Tensor) -> ProposerOutput:
