@@ -119,12 +119,16 @@ class Sam2Settings:
 
     ``frames`` frames of a training clip go to SAM2 (the paper: 8 at 1024 px). ``path`` is a local
     Hugging Face SAM2 folder (e.g. ``facebook/sam2.1-hiera-large``) to load the weights from.
+    ``box_mask_prompt``: a box prompt is also given as a dense mask prompt (the box filled, through
+    SAM2's mask-prompt encoder) besides its two corner tokens. SAM2 reads boxes from the corner tokens
+    alone; a SAM2 trained from scratch does not learn to (``tiny``: on; see docs/model.md).
     """
 
     variant: Sam2Variant = "hiera_large"
     image_size: int = 1024
     path: str | None = None
     frames: int = 8
+    box_mask_prompt: bool = False
 
 
 @dataclass

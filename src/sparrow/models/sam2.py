@@ -306,6 +306,15 @@ class _ShapeCachedSinePositionEmbedding(nn.Module):
         return cached
 
 
+def box_masks(xyxy: Tensor, side: int) -> Tensor:
+    """Normalised ``xyxy`` boxes ``(N, 4)`` filled on a ``side x side`` grid -> ``(N, 1, side, side)``
+    float (1 inside: the cells whose centre lies in the box, 0 outside), same dtype as ``xyxy``."""
+    centres = (torch.arange(side, device=xyxy.device, dtype=xyxy.dtype) + 0.5) / side
+    inside_x = (centres[None] >= xyxy[:, 0:1]) & (centres[None] <= xyxy[:, 2:3])
+    inside_y = (centres[None] >= xyxy[:, 1:2]) & (centres[None] <= xyxy[:, 3:4])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).to(xyxy.dtype)[:, None]
+
+
 class Sam2Adapter(nn.Module):
     """SAM2 for SPARROW: image features, box + ``[SEG]`` prompt decoding, memory propagation.
 
@@ -314,11 +323,15 @@ class Sam2Adapter(nn.Module):
         image_size: ``S``, the side of the square SAM2 input.
         prompt_dim: width of a sparse prompt token (= the mask decoder's hidden size).
         feature_dim: ``C``, channels of :attr:`Sam2Features.image_embeddings`.
+        box_mask_prompt: box prompts also enter as a dense mask prompt: the box filled on SAM2's
+            mask-prompt grid (``S/4 x S/4``) through its mask-prompt encoder, in place of the
+            "no mask" embedding. Off: SAM2's own box prompt (corner tokens only).
     """
 
-    def __init__(self, model: Sam2VideoModel) -> None:
+    def __init__(self, model: Sam2VideoModel, *, box_mask_prompt: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.box_mask_prompt = box_mask_prompt
         self.image_size = int(model.config.image_size)
         self.prompt_dim = int(model.config.mask_decoder_config.hidden_size)
         self.feature_dim = int(model.config.vision_config.fpn_hidden_size)
@@ -337,8 +350,18 @@ class Sam2Adapter(nn.Module):
 
     @classmethod
     def from_config(cls, sam2_config: Sam2VideoConfig | Sam2Config) -> Sam2Adapter:
-        """Randomly initialised SAM2 of ``sam2_config`` (copied; works under ``torch.device("meta")``)."""
-        return cls(Sam2VideoModel(as_video_config(sam2_config)))
+        """Randomly initialised SAM2 of ``sam2_config`` (copied; works under ``torch.device("meta")``).
+
+        The prompt encoder's random Fourier positional embedding is set to the image's, as in SAM2
+        (one shared embedding; transformers draws the two copies independently, and pretrained
+        checkpoints carry them equal).
+        """
+        model = Sam2VideoModel(as_video_config(sam2_config))
+        with torch.no_grad():
+            model.prompt_encoder.shared_embedding.positional_embedding.copy_(
+                model.shared_image_embedding.positional_embedding
+            )
+        return cls(model)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> Sam2Adapter:
@@ -455,9 +478,12 @@ class Sam2Adapter(nn.Module):
         if boxes is not None:
             if boxes.shape != (n, 4):
                 raise ValueError(f"boxes must be (N, 4) = ({n}, 4), got {tuple(boxes.shape)}")
-            xyxy = box_convert(boxes.to(dtype), "cxcywh", "xyxy") * self.image_size
+            xyxy = box_convert(boxes.to(dtype), "cxcywh", "xyxy")
             box_tokens, dense = model.prompt_encoder(
-                input_points=None, input_labels=None, input_boxes=xyxy[:, None, :], input_masks=None
+                input_points=None,
+                input_labels=None,
+                input_boxes=xyxy[:, None, :] * self.image_size,
+                input_masks=box_masks(xyxy, 4 * image.shape[-1]) if self.box_mask_prompt else None,
             )
             sparse.append(box_tokens)
         if seg_embeddings is not None:

@@ -124,18 +124,20 @@ def build_sam2(config: SparrowConfig) -> Sam2Adapter:
     settings = config.sam2
     expected = SAM2_VARIANTS[settings.variant](settings.image_size)
     if settings.path is None:
-        return Sam2Adapter.from_config(expected)
-    adapter = Sam2Adapter.from_pretrained(settings.path)
-    loaded = adapter.model.config
-    found = (loaded.image_size, _hiera_shape(loaded), loaded.mask_decoder_config.hidden_size)
-    wanted = (expected.image_size, _hiera_shape(expected), expected.mask_decoder_config.hidden_size)
-    if found != wanted:
-        raise ConfigError(
-            f"the SAM2 folder (image size, Hiera stages, decoder width) = {found} does not match "
-            f"sam2.variant={settings.variant!r} at {settings.image_size} px = {wanted}",
-            path=settings.path,
-            fix="set sam2.variant and sam2.image_size to the folder's architecture",
-        )
+        adapter = Sam2Adapter.from_config(expected)
+    else:
+        adapter = Sam2Adapter.from_pretrained(settings.path)
+        loaded = adapter.model.config
+        found = (loaded.image_size, _hiera_shape(loaded), loaded.mask_decoder_config.hidden_size)
+        wanted = (expected.image_size, _hiera_shape(expected), expected.mask_decoder_config.hidden_size)
+        if found != wanted:
+            raise ConfigError(
+                f"the SAM2 folder (image size, Hiera stages, decoder width) = {found} does not match "
+                f"sam2.variant={settings.variant!r} at {settings.image_size} px = {wanted}",
+                path=settings.path,
+                fix="set sam2.variant and sam2.image_size to the folder's architecture",
+            )
+    adapter.box_mask_prompt = settings.box_mask_prompt
     return adapter
 
 
