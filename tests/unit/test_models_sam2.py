@@ -17,6 +17,7 @@ from sparrow.models.sam2 import (
     Sam2Adapter,
     Sam2Features,
     as_video_config,
+    box_masks,
     sam2_hiera_large_config,
     tiny_sam2_config,
 )
@@ -329,3 +330,42 @@ def test_larger_image_size_works() -> None:
         )
     )
     assert [t for t, _, _ in run] == [1, 2, 0]
+
+
+def test_fresh_sam2_shares_one_positional_embedding_between_prompts_and_image() -> None:
+    model = _adapter().model  # as in SAM2: box corners and image cells live in one Fourier space
+    torch.testing.assert_close(
+        model.prompt_encoder.shared_embedding.positional_embedding,
+        model.shared_image_embedding.positional_embedding,
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_box_masks_fill_the_cells_whose_centre_is_inside() -> None:
+    xyxy = torch.tensor([[0.0, 0.0, 0.5, 0.25], [0.3, 0.6, 0.31, 0.61], [0.0, 0.0, 1.0, 1.0]])
+    masks = box_masks(xyxy, 8)  # cell centres at 1/16, 3/16, ...
+    assert masks.shape == (3, 1, 8, 8) and masks.dtype == torch.float32
+    expected = torch.zeros(8, 8)
+    expected[:2, :4] = 1.0
+    torch.testing.assert_close(masks[0, 0], expected)
+    assert float(masks[1].sum()) == 0.0  # smaller than a cell, between centres
+    assert float(masks[2].sum()) == 64.0
+
+
+def test_box_mask_prompt_replaces_the_no_mask_embedding_for_boxes_only() -> None:
+    adapter = _adapter()
+    frames, boxes = _moving_square(2)
+    features = adapter.image_features(adapter.preprocess(frames))
+    seg = torch.randn(2, 1, adapter.prompt_dim)
+    plain = [adapter.decode(features, boxes=boxes), adapter.decode(features, seg_embeddings=seg)]
+    adapter.box_mask_prompt = True
+    sparse, dense = adapter._prompt_embeddings(features.image_embeddings, boxes, None)
+    grid = box_masks(box_convert(boxes, "cxcywh", "xyxy"), 4 * features.image_embeddings.shape[-1])
+    torch.testing.assert_close(dense, adapter.model.prompt_encoder.mask_embed(grid))
+    assert sparse.shape == (2, 1, 3, adapter.prompt_dim)  # the corner tokens are still given
+    with_mask = adapter.decode(features, boxes=boxes)
+    assert not torch.allclose(with_mask.mask_logits, plain[0].mask_logits)
+    torch.testing.assert_close(  # no box, no mask prompt
+        adapter.decode(features, seg_embeddings=seg).mask_logits, plain[1].mask_logits
+    )

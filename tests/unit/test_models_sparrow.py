@@ -451,3 +451,9 @@ def test_box_teacher_forcing_prompts_sam2_with_the_true_box(monkeypatch, rate: f
 def test_box_teacher_forcing_must_be_a_probability() -> None:
     with pytest.raises(ConfigError, match="box_teacher_forcing"):
         load_config("tiny", ["box_teacher_forcing=1.5"])
+
+
+def test_the_sam2_box_mask_prompt_follows_the_config() -> None:
+    assert tiny().sam2.box_mask_prompt  # the tiny preset turns it on
+    assert not tiny(["sam2.box_mask_prompt=false"]).sam2.box_mask_prompt
+    assert not load_config("base").sam2.box_mask_prompt  # SAM2's own box prompt for pretrained SAM2
