@@ -136,6 +136,8 @@ class ProposerConfig:
     """Class-agnostic DETR-style proposer over the key frame's SAM2 image embedding.
 
     The ``top_k`` proposals of highest objectness go to the filtration head (paper: 300 -> 100).
+    ``query_selection``: the queries' anchors come from the best per-cell proposals of the image
+    embedding (two-stage Deformable DETR) instead of being learned (``sparrow.models.proposer``).
     """
 
     hidden_dim: int = 256
@@ -143,6 +145,7 @@ class ProposerConfig:
     num_layers: int = 6
     num_heads: int = 8
     top_k: int = 100
+    query_selection: bool = False
 
 
 @dataclass

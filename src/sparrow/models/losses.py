@@ -123,9 +123,18 @@ def detr_losses(
     Returns:
         ``{"det_class": focal loss summed over all queries, "det_l1": summed L1 of matched boxes,
         "det_giou": summed 1 - GIoU of matched boxes}``, each divided by the number of ground-truth
-        boxes in the batch (at least 1).
+        boxes in the batch (at least 1). With ``out.encoder`` (query selection) each term also holds
+        the same loss of the per-cell proposals, matched on their own (two-stage Deformable DETR).
     """
-    costs = {**DETR_MATCH_COSTS, **(weights or {})}
+    losses = _set_losses(out, targets, {**DETR_MATCH_COSTS, **(weights or {})})
+    if out.encoder is not None:
+        cells = _set_losses(out.encoder, targets, {**DETR_MATCH_COSTS, **(weights or {})})
+        losses = {name: value + cells[name] for name, value in losses.items()}
+    return losses
+
+
+def _set_losses(out: ProposerOutput, targets: list[Tensor], costs: dict[str, float]) -> dict[str, Tensor]:
+    """:func:`detr_losses` of one set of proposals (no encoder term)."""
     if len(targets) != out.boxes.shape[0]:
         raise ValueError(f"{len(targets)} target lists for {out.boxes.shape[0]} images")
     logits = out.logits.float()

@@ -7,6 +7,13 @@ Deformable DETR) and a learned anchor box (DAB-DETR style): its positional query
 anchor's sine embedding, and the box head predicts a correction of the anchor in logit space. Both
 make a small decoder converge in tens of steps on a toy image instead of DETR's thousands.
 
+With ``query_selection`` (two-stage Deformable DETR / DINO's mixed query selection) every cell of the
+image embedding first predicts an objectness logit and a box relative to an anchor centred on the
+cell; the ``Q`` cells of highest objectness lend their (detached) boxes to the queries as anchors,
+while the content vectors stay learned. The cell predictions are trained with the same set loss
+(:attr:`ProposerOutput.encoder`). Local, dense predictions converge far faster than learned anchors
+when the image features are themselves trained from scratch.
+
 Boxes are normalised ``cxcywh`` in ``[0, 1]`` of the frame.
 """
 
@@ -88,11 +95,14 @@ class ProposerOutput:
         boxes: ``(N, Q, 4)`` normalised ``cxcywh`` in ``[0, 1]``.
         logits: ``(N, Q)`` class-agnostic objectness logits.
         features: ``(N, Q, D)`` decoder features of the queries.
+        encoder: with query selection, the per-cell proposals ``(N, h*w, ...)`` the queries were
+            selected from (trained with the same set loss), else ``None``.
     """
 
     boxes: Tensor
     logits: Tensor
     features: Tensor
+    encoder: ProposerOutput | None = None
 
     def top_k(self, k: int) -> ProposerOutput:
         """The ``min(k, Q)`` proposals of highest objectness per image, best first."""
@@ -139,6 +149,9 @@ class Proposer(nn.Module):
         num_heads: attention heads.
         dropout: dropout inside the decoder layers (0 by default).
         prior_prob: initial objectness probability (focal-loss prior).
+        query_selection: anchors from the top-``Q`` cell proposals (module docstring) instead of
+            learned anchors; needs ``h * w >= Q``.
+        cell_box_size: side of the cell anchors' boxes (fraction of the frame) with query selection.
     """
 
     def __init__(
@@ -151,6 +164,8 @@ class Proposer(nn.Module):
         *,
         dropout: float = 0.0,
         prior_prob: float = 0.01,
+        query_selection: bool = False,
+        cell_box_size: float = 0.1,
     ) -> None:
         super().__init__()
         if hidden_dim % 8 or hidden_dim % num_heads:
@@ -158,11 +173,11 @@ class Proposer(nn.Module):
         self.hidden_dim = hidden_dim
         self.num_queries = num_queries
         self.input_proj = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.LayerNorm(hidden_dim))
-        # Anchors in logit space: centres spread over the frame, sizes 5-50 % of it.
-        anchors = torch.rand(num_queries, 4)
-        anchors[:, :2] = 0.05 + 0.9 * anchors[:, :2]
-        anchors[:, 2:] = 0.05 + 0.45 * anchors[:, 2:]
-        self.anchor_logits = nn.Parameter(inverse_sigmoid(anchors))
+        if not query_selection:  # learned anchors in logit space: centres over the frame, sizes 5-50 %
+            anchors = torch.rand(num_queries, 4)
+            anchors[:, :2] = 0.05 + 0.9 * anchors[:, :2]
+            anchors[:, 2:] = 0.05 + 0.45 * anchors[:, 2:]
+            self.anchor_logits = nn.Parameter(inverse_sigmoid(anchors))
         self.query_pos = MLP(hidden_dim, hidden_dim, hidden_dim, 2)
         self.query_content = nn.Embedding(num_queries, hidden_dim)
         self.layers = nn.ModuleList(
@@ -171,18 +186,50 @@ class Proposer(nn.Module):
         self.box_head = MLP(hidden_dim, hidden_dim, 4, 3)
         self.box_head.zero_last()
         self.class_head = nn.Linear(hidden_dim, 1)
-        nn.init.constant_(self.class_head.bias, -math.log((1 - prior_prob) / prior_prob))
+        prior = -math.log((1 - prior_prob) / prior_prob)
+        nn.init.constant_(self.class_head.bias, prior)
+        self.query_selection = query_selection
+        self.cell_box_size = cell_box_size
+        if query_selection:
+            self.cell_norm = nn.LayerNorm(hidden_dim)
+            self.cell_box_head = MLP(hidden_dim, hidden_dim, 4, 3)
+            self.cell_box_head.zero_last()
+            self.cell_class_head = nn.Linear(hidden_dim, 1)
+            nn.init.constant_(self.cell_class_head.bias, prior)
 
     def forward(self, image_embeddings: Tensor) -> ProposerOutput:
         """Proposals from image embeddings ``(N, C, h, w)`` (float) -> :class:`ProposerOutput`."""
         n, _, h, w = image_embeddings.shape
         memory = self.input_proj(image_embeddings.flatten(2).transpose(1, 2))  # (N, h*w, D)
         memory_pos = sine_position_encoding_2d(h, w, self.hidden_dim, device=memory.device).to(memory.dtype)
-        anchors = self.anchor_logits.sigmoid()
-        query_pos = self.query_pos(box_sine_embedding(anchors, self.hidden_dim)).to(memory.dtype)
-        query_pos = query_pos[None].expand(n, -1, -1)
+        encoder = None
+        if self.query_selection:
+            encoder = self._cell_proposals(memory, h, w)
+            top = encoder.logits.topk(self.num_queries, dim=1).indices
+            anchor_logits = inverse_sigmoid(
+                encoder.boxes.gather(1, top[..., None].expand(-1, -1, 4)).detach()
+            )
+        else:
+            anchor_logits = self.anchor_logits[None].expand(n, -1, -1)
+        query_pos = self.query_pos(box_sine_embedding(anchor_logits.sigmoid(), self.hidden_dim)).to(
+            memory.dtype
+        )
         tgt = self.query_content.weight.to(memory.dtype)[None].expand(n, -1, -1)
         for layer in self.layers:
             tgt = layer(tgt, query_pos, memory, memory_pos[None])
-        boxes = (self.box_head(tgt) + self.anchor_logits).sigmoid()
-        return ProposerOutput(boxes=boxes, logits=self.class_head(tgt)[..., 0], features=tgt)
+        boxes = (self.box_head(tgt) + anchor_logits).sigmoid()
+        return ProposerOutput(boxes=boxes, logits=self.class_head(tgt)[..., 0], features=tgt, encoder=encoder)
+
+    def _cell_proposals(self, memory: Tensor, h: int, w: int) -> ProposerOutput:
+        """One proposal per cell of the ``h x w`` grid from the projected image tokens ``(N, h*w, D)``:
+        a box predicted as a correction (logit space) of a ``cell_box_size`` box centred on the cell."""
+        if h * w < self.num_queries:
+            raise ValueError(f"query selection needs h*w >= {self.num_queries} cells, got {h}x{w}")
+        ys = (torch.arange(h, device=memory.device, dtype=torch.float32) + 0.5) / h
+        xs = (torch.arange(w, device=memory.device, dtype=torch.float32) + 0.5) / w
+        centres = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
+        sizes = torch.full_like(centres, self.cell_box_size)
+        anchors = inverse_sigmoid(torch.cat([centres, sizes], dim=-1)).to(memory.dtype)
+        cells = self.cell_norm(memory)
+        boxes = (self.cell_box_head(cells) + anchors).sigmoid()
+        return ProposerOutput(boxes=boxes, logits=self.cell_class_head(cells)[..., 0], features=cells)

@@ -237,7 +237,12 @@ class SparrowModel(nn.Module):
         self.sam2 = build_sam2(config)
         p = config.proposer
         self.proposer = Proposer(
-            self.sam2.feature_dim, p.hidden_dim, p.num_queries, p.num_layers, p.num_heads
+            self.sam2.feature_dim,
+            p.hidden_dim,
+            p.num_queries,
+            p.num_layers,
+            p.num_heads,
+            query_selection=p.query_selection,
         )
         l2v_hidden = config.l2v_hidden or width
         self.seg_projection = LanguageVisionMLP(
