@@ -139,3 +139,51 @@ def test_proposer_output_is_a_plain_dataclass() -> None:
     top = out.top_k(2)
     assert torch.equal(top.logits, torch.tensor([[2.0, 1.0]]))
     assert torch.equal(top.boxes[0, 0], out.boxes[0, 1])
+
+
+def test_query_selection_anchors_the_queries_on_the_best_cells() -> None:
+    torch.manual_seed(0)
+    proposer = Proposer(
+        feature_dim=32, hidden_dim=64, num_queries=16, num_layers=2, num_heads=4, query_selection=True
+    )
+    assert not hasattr(proposer, "anchor_logits")
+    out = proposer(torch.randn(2, 32, 8, 8))
+    cells = out.encoder
+    assert cells is not None and cells.boxes.shape == (2, 64, 4) and cells.logits.shape == (2, 64)
+    # at initialisation a cell proposes the cell_box_size box centred on itself (raster order)
+    torch.testing.assert_close(cells.boxes[0, 9], torch.tensor([1.5 / 8, 1.5 / 8, 0.1, 0.1]))
+    # the decoder starts at its anchors: the boxes of the 16 best cells
+    top = cells.logits.topk(16, dim=1).indices
+    anchors = cells.boxes.gather(1, top[..., None].expand(-1, -1, 4))
+    torch.testing.assert_close(out.boxes, anchors, atol=1e-6, rtol=0)
+    # the set loss covers both the queries and the cells
+    targets = [torch.tensor([[0.3, 0.3, 0.2, 0.2]]), torch.zeros(0, 4)]
+    both = detr_losses(out, targets)
+    queries = detr_losses(ProposerOutput(out.boxes, out.logits, out.features), targets)
+    cell_only = detr_losses(cells, targets)
+    for name in both:
+        torch.testing.assert_close(both[name], queries[name] + cell_only[name])
+    with pytest.raises(ValueError, match="h\\*w"):
+        proposer(torch.randn(1, 32, 2, 2))
+
+
+def test_query_selection_fits_two_rectangles_quickly() -> None:
+    from sparrow.models.sam2 import Sam2Adapter, tiny_sam2_config
+
+    torch.manual_seed(0)
+    sam2 = Sam2Adapter.from_config(tiny_sam2_config(128)).eval()
+    image, gt = _two_rectangles()
+    with torch.no_grad():
+        features = sam2.image_features(sam2.preprocess(image)).image_embeddings
+    proposer = Proposer(
+        sam2.feature_dim, hidden_dim=64, num_queries=16, num_layers=2, num_heads=4, query_selection=True
+    )
+    optimizer = torch.optim.AdamW(proposer.parameters(), lr=1e-3)
+    for _ in range(120):
+        losses = detr_losses(proposer(features), [gt])
+        optimizer.zero_grad()
+        sum(DETR_LOSS_WEIGHTS[k] * v for k, v in losses.items()).backward()
+        optimizer.step()
+    top = proposer(features).top_k(2)
+    iou = box_iou(box_convert(top.boxes[0].detach(), "cxcywh", "xyxy"), box_convert(gt, "cxcywh", "xyxy"))
+    assert (iou.max(dim=0).values > 0.8).all(), iou
