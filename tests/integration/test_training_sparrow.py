@@ -96,7 +96,8 @@ def test_every_stage_trains_its_losses(run: Path) -> None:
     assert [(r["stage"], r["step"]) for r in steps] == [(s, i) for s in (0, 1, 2) for i in range(1, 21)]
     assert all(math.isfinite(r["loss"]) for r in steps)
     terms = {s: set().union(*(r["losses"] for r in steps if r["stage"] == s)) for s in (0, 1, 2)}
-    assert terms[0] == {"det_class", "det_l1", "det_giou"}  # proposer pretraining: DETR losses only
+    # proposer pretraining (DETR losses) and, the tiny preset training from scratch, SAM2 box -> masklet
+    assert terms[0] == {"det_class", "det_l1", "det_giou", "sam_bce", "sam_dice", "sam_object_score"}
     mask_terms = {"lm_ce", "mask_bce", "mask_dice", "object_score"}
     assert terms[1] == mask_terms
     assert terms[2] == {*mask_terms, "proposal_bce", "box_l1", "box_giou"}
