@@ -126,9 +126,10 @@ def detr_losses(
         boxes in the batch (at least 1). With ``out.encoder`` (query selection) each term also holds
         the same loss of the per-cell proposals, matched on their own (two-stage Deformable DETR).
     """
-    losses = _set_losses(out, targets, {**DETR_MATCH_COSTS, **(weights or {})})
+    costs = {**DETR_MATCH_COSTS, **(weights or {})}
+    losses = _set_losses(out, targets, costs)
     if out.encoder is not None:
-        cells = _set_losses(out.encoder, targets, {**DETR_MATCH_COSTS, **(weights or {})})
+        cells = _set_losses(out.encoder, targets, costs)
         losses = {name: value + cells[name] for name, value in losses.items()}
     return losses
 

@@ -328,10 +328,10 @@ class Sam2Adapter(nn.Module):
             "no mask" embedding. Off: SAM2's own box prompt (corner tokens only).
     """
 
-    def __init__(self, model: Sam2VideoModel, *, box_mask_prompt: bool = False) -> None:
+    def __init__(self, model: Sam2VideoModel) -> None:
         super().__init__()
         self.model = model
-        self.box_mask_prompt = box_mask_prompt
+        self.box_mask_prompt = False  # set by the model config (``sam2.box_mask_prompt``)
         self.image_size = int(model.config.image_size)
         self.prompt_dim = int(model.config.mask_decoder_config.hidden_size)
         self.feature_dim = int(model.config.vision_config.fpn_hidden_size)

@@ -500,9 +500,8 @@ class SparrowModel(nn.Module):
         pairs = mask_logits = scores = None
         if need_mask:
             seg_prompts = self.seg_projection(hidden[batch.input_ids == ids.seg])
-            everyone = torch.ones(seg_prompts.shape[0], dtype=torch.bool, device=seg_prompts.device)
             decoded = self._supervised_masks(
-                batch, features, row_of, everyone, seg_prompts, box_prompts, track=track
+                batch, features, row_of, None, seg_prompts, box_prompts, track=track
             )
             zero = hidden.sum() * 0.0 + seg_prompts.sum() * 0.0
             losses.update(_mask_losses(decoded, batch, ("mask_bce", "mask_dice", "object_score"), zero))
@@ -540,13 +539,13 @@ class SparrowModel(nn.Module):
         batch: SparrowBatch,
         features: Sam2Features,
         row_of: Tensor,
-        use: Tensor,
+        use: Tensor | None,
         seg_prompts: Tensor | None,
         box_prompts: Tensor | None,
         *,
         track: bool,
     ) -> tuple[Tensor, Tensor, Tensor] | None:
-        """SAM2's masks of the ``[SEG]`` targets selected by ``use`` ``(n_seg,)`` bool on their supervised
+        """SAM2's masks of the ``[SEG]`` targets selected by ``use`` ``(n_seg,)`` bool (``None``: all) on their supervised
         frames: ``(pairs (N, 2) ([SEG] j, SAM frame), mask logits (N, 1, S/4, S/4), object scores
         (N, 1))``, or ``None`` when no pair is supervised.
 
@@ -554,7 +553,8 @@ class SparrowModel(nn.Module):
         ``cxcywh`` (rows of unselected targets are ignored). ``track``: tracked from the key frame
         through SAM2's memory (:meth:`_track_pairs`), else every frame decoded with the prompts.
         """
-        pairs = (batch.supervised[batch.seg_sample] & use[:, None]).nonzero()
+        supervised = batch.supervised[batch.seg_sample]
+        pairs = (supervised if use is None else supervised & use[:, None]).nonzero()
         if not pairs.shape[0]:
             return None
         if track:
