@@ -99,8 +99,9 @@ def test_every_stage_trains_its_losses(run: Path) -> None:
     # proposer pretraining (DETR losses) and, the tiny preset training from scratch, SAM2 box -> masklet
     assert terms[0] == {"det_class", "det_l1", "det_giou", "sam_bce", "sam_dice", "sam_object_score"}
     mask_terms = {"lm_ce", "mask_bce", "mask_dice", "object_score"}
-    assert terms[1] == mask_terms
-    assert terms[2] == {*mask_terms, "proposal_bce", "box_l1", "box_giou"}
+    det_terms = {"det_class", "det_l1", "det_giou"}  # from scratch the proposer keeps training
+    assert terms[1] == {*mask_terms, *det_terms}
+    assert terms[2] == {*mask_terms, "proposal_bce", "proposal_rank", "box_l1", "box_giou", *det_terms}
     ce = [r["losses"]["lm_ce"] for r in steps if r["stage"] == 1]
     assert sum(ce[-5:]) < sum(ce[:5])  # the answer template is learnt within 20 steps
     vals = [r for r in records if r["kind"] == "val"]

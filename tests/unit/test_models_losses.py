@@ -18,6 +18,7 @@ from sparrow.models.losses import (
     detr_losses,
     dice_loss,
     mask_bce_loss,
+    proposal_ranking_loss,
     proposal_selection_loss,
     sigmoid_focal_loss,
 )
@@ -92,6 +93,37 @@ def test_proposal_selection_labels_use_the_iou_threshold() -> None:
     )
     with pytest.raises(ValueError, match="expected"):
         proposal_selection_loss(scores, proposals[:, :3], target)
+
+
+def test_proposal_ranking_golden_values() -> None:
+    target = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]])
+    row = [[0.5, 0.5, 0.2, 0.2], [0.62, 0.5, 0.2, 0.2], [0.55, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]]
+    proposals = torch.tensor([row, row])
+    scores = torch.tensor([[2.0, -1.0, 0.5, -3.0], [0.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    # IoUs 1, 0.25, 0.6, 0: positives at 0.5 are proposals 0 and 2
+    p = scores.detach().softmax(dim=1)
+    expected = -(p[:, 0] + p[:, 2]).log().mean()
+    loss = proposal_ranking_loss(scores, proposals, target)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert loss.item() == pytest.approx(-0.5 * (math.log(float(p[0, 0] + p[0, 2])) + math.log(0.5)), abs=1e-6)
+    # Only proposal 0 at 0.7; lowering every score together changes nothing (unlike the BCE)
+    strict = proposal_ranking_loss(scores, proposals, target, pos_iou=0.7)
+    shifted = proposal_ranking_loss(scores - 5.0, proposals, target, pos_iou=0.7)
+    assert strict.item() == pytest.approx(shifted.item(), abs=1e-5)
+    loss.backward()
+    assert scores.grad[1, 1] > 0 and scores.grad[1, 0] < 0  # pushes the other object down, the target up
+
+
+def test_proposal_ranking_skips_rows_without_a_positive() -> None:
+    target = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.9, 0.9, 0.05, 0.05]])
+    proposals = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]]] * 2)
+    scores = torch.tensor([[1.0, 0.0], [3.0, -2.0]], requires_grad=True)
+    loss = proposal_ranking_loss(scores, proposals, target)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1.0)), abs=1e-6)  # row 0 alone
+    none = proposal_ranking_loss(scores[1:], proposals[1:], target[1:])
+    assert none.item() == 0.0 and none.requires_grad
+    with pytest.raises(ValueError, match="expected"):
+        proposal_ranking_loss(scores, proposals[:, :1], target)
 
 
 def test_focal_loss_golden_value() -> None:

@@ -21,6 +21,7 @@ from sparrow.models import (
     load_config,
     loss_terms,
 )
+from sparrow.models.sparrow import BOX_TERMS, DET_TERMS, MASK_TERMS
 from sparrow.models.tokenizer import IGNORE_INDEX
 from sparrow.structures.boxes import masks_to_boxes
 
@@ -105,11 +106,13 @@ def test_loss_dict_has_every_weighted_term(trained_step) -> None:
     model, batch, out = trained_step
     assert tuple(out.losses) == loss_terms(model.config)
     assert set(out.losses) == {
-        "lm_ce", "mask_bce", "mask_dice", "object_score", "proposal_bce", "box_l1", "box_giou", "det_class",
-        "det_l1", "det_giou",
+        "lm_ce", "mask_bce", "mask_dice", "object_score", "proposal_bce", "proposal_rank", "box_l1", "box_giou",
+        "det_class", "det_l1", "det_giou",
     }  # fmt: skip
     for name, value in out.losses.items():
-        assert value.ndim == 0 and torch.isfinite(value) and value > 0, name
+        assert value.ndim == 0 and torch.isfinite(value), name
+        # a fresh proposer offers no proposal at IoU >= 0.5, so the listwise term has no row yet
+        assert value > 0 if name != "proposal_rank" else value == 0, name
     total = sum(float(value.detach()) for value in out.losses.values())
     assert float(out.loss.detach()) == pytest.approx(total, rel=1e-5)
     # The terms are weighted: doubling two weights doubles those terms only.
@@ -317,7 +320,7 @@ def test_stages_freeze_parts_and_choose_the_losses() -> None:
     assert _trainable(model) == {"filtration", "seg_projection", "box_projection"}
     out = model(batch)
     assert tuple(out.losses) == (
-        "lm_ce", "mask_bce", "mask_dice", "object_score", "proposal_bce", "box_l1", "box_giou"
+        "lm_ce", "mask_bce", "mask_dice", "object_score", "proposal_bce", "proposal_rank", "box_l1", "box_giou"
     )  # fmt: skip
     assert out.filtration is not None
 
@@ -333,14 +336,20 @@ def test_stages_from_scratch_and_with_lora() -> None:
     scratch = tiny()  # the tiny preset trains from scratch: encoders and SAM2 learn in the stages
     scratch.set_stage(1)
     assert _trainable(scratch) == {
-        "spatial_encoder", "spatial_adapter", "temporal_encoder", "temporal_adapter", "llm", "seg_projection", "sam2"
+        "spatial_encoder", "spatial_adapter", "temporal_encoder", "temporal_adapter", "llm", "seg_projection", "sam2",
+        "proposer",
     }  # fmt: skip
+    # the proposer keeps its DETR losses while SAM2's image encoder, its input, trains
+    assert loss_terms(scratch.config, 1) == (*MASK_TERMS, *DET_TERMS)
+    assert loss_terms(scratch.config.replace(["box_prompt=false"]), 1) == MASK_TERMS
     scratch.set_stage(0)
     assert _trainable(scratch) == {"proposer", "sam2"}
     scratch.set_stage(2)  # the LLM learns to ground without TSF tokens in the filtration stage
     assert _trainable(scratch) == {
-        "filtration", "seg_projection", "box_projection", "sam2", "llm", "spatial_adapter", "temporal_adapter"
+        "filtration", "seg_projection", "box_projection", "sam2", "llm", "spatial_adapter", "temporal_adapter",
+        "proposer",
     }  # fmt: skip
+    assert loss_terms(scratch.config, 2) == (*MASK_TERMS, *BOX_TERMS, *DET_TERMS)
     lora = tiny(["train_from_scratch=false", "llm.lora={r: 2, alpha: 4, targets: [q_proj, v_proj]}"])
     lora.set_stage(1)
     trained = {n for n, p in lora.llm.named_parameters() if p.requires_grad}

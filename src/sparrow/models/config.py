@@ -177,6 +177,11 @@ class LossWeights:
     ``sam_bce`` / ``sam_dice`` / ``sam_object_score``: the same three terms for SAM2 prompted with the
     (jittered) ground-truth box alone, tracked through its memory: the promptable-segmentation
     pretraining that stands in for SAM2's SA-1B / SA-V weights in stage 0 of from-scratch training.
+
+    ``proposal_rank``: listwise cross-entropy of the filtration scores over a frame's proposals
+    (:func:`~sparrow.models.losses.proposal_ranking_loss`). Not in the paper (weight 0: logged,
+    not trained); the per-proposal BCE alone lets a from-scratch head learn an object prior instead of
+    the referent.
     """
 
     lm_ce: float = 1.0
@@ -184,6 +189,7 @@ class LossWeights:
     mask_dice: float = 0.5
     object_score: float = 0.5
     proposal_bce: float = 1.0
+    proposal_rank: float = 0.0
     box_l1: float = 1.0
     box_giou: float = 1.0
     det_class: float = 2.0

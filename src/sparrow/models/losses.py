@@ -1,7 +1,8 @@
 """SPARROW's pixel-side losses: masks, boxes, proposal selection and the proposer's DETR losses.
 
 Every function returns unweighted scalar terms; the training recipe weights them (paper defaults:
-mask BCE 2.0, Dice 0.5, proposal BCE 1.0; proposer focal 2, L1 5, GIoU 2 -- :data:`DETR_LOSS_WEIGHTS`).
+mask BCE 2.0, Dice 0.5, proposal BCE 1.0 (the listwise ``proposal_rank`` is
+ours, weight 0 by default); proposer focal 2, L1 5, GIoU 2 -- :data:`DETR_LOSS_WEIGHTS`).
 Boxes are normalised ``cxcywh``; GIoU goes through :mod:`sparrow.structures.boxes`.
 """
 
@@ -68,6 +69,19 @@ def box_l1_giou_loss(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     }
 
 
+def _proposal_target_iou(proposal_boxes: Tensor, target_boxes: Tensor, n: int, q: int) -> Tensor:
+    """``(N, Q)`` IoU of every proposal with its row's target (no gradient); checks the shapes."""
+    if proposal_boxes.shape != (n, q, 4) or target_boxes.shape != (n, 4):
+        raise ValueError(
+            f"expected proposal_boxes ({n}, {q}, 4) and target_boxes ({n}, 4), got "
+            f"{tuple(proposal_boxes.shape)} and {tuple(target_boxes.shape)}"
+        )
+    with torch.no_grad():
+        props = box_convert(proposal_boxes.float(), "cxcywh", "xyxy")
+        targets = box_convert(target_boxes.float(), "cxcywh", "xyxy")
+        return torch.stack([box_iou(props[i], targets[i : i + 1])[:, 0] for i in range(n)]).reshape(n, q)
+
+
 def proposal_selection_loss(
     scores: Tensor, proposal_boxes: Tensor, target_boxes: Tensor, pos_iou: float = 0.3
 ) -> Tensor:
@@ -84,17 +98,39 @@ def proposal_selection_loss(
         Scalar mean BCE over all ``N * Q`` proposals.
     """
     n, q = scores.shape
-    if proposal_boxes.shape != (n, q, 4) or target_boxes.shape != (n, 4):
-        raise ValueError(
-            f"expected proposal_boxes ({n}, {q}, 4) and target_boxes ({n}, 4), got "
-            f"{tuple(proposal_boxes.shape)} and {tuple(target_boxes.shape)}"
-        )
-    with torch.no_grad():
-        props = box_convert(proposal_boxes.float(), "cxcywh", "xyxy")
-        targets = box_convert(target_boxes.float(), "cxcywh", "xyxy")
-        iou = torch.stack([box_iou(props[i], targets[i : i + 1])[:, 0] for i in range(n)])
-        labels = (iou >= pos_iou).float()
+    labels = (_proposal_target_iou(proposal_boxes, target_boxes, n, q) >= pos_iou).float()
     return F.binary_cross_entropy_with_logits(scores.float(), labels)
+
+
+def proposal_ranking_loss(
+    scores: Tensor, proposal_boxes: Tensor, target_boxes: Tensor, pos_iou: float = 0.5
+) -> Tensor:
+    """Listwise cross-entropy of the filtration scores: the softmax over a row's ``Q`` proposals
+    should put its mass on the proposals that cover the target,
+    ``-log(sum_{pos} softmax(scores)) = logsumexp(scores) - logsumexp(scores[pos])``.
+
+    Unlike the per-proposal BCE, which a head can lower by scoring every proposal down, this term
+    only falls when the target's proposals outrank the other objects of the same frame: it trains the
+    choice itself.
+
+    Args:
+        scores: ``(N, Q)`` logits.
+        proposal_boxes: ``(N, Q, 4)`` normalised ``cxcywh``.
+        target_boxes: ``(N, 4)`` normalised ``cxcywh``, one target per image.
+        pos_iou: a proposal is positive when its IoU with the target is ``>= pos_iou``.
+
+    Returns:
+        Scalar mean over the rows with at least one positive (``0``, still attached to ``scores``,
+        when no row has one).
+    """
+    n, q = scores.shape
+    positive = _proposal_target_iou(proposal_boxes, target_boxes, n, q) >= pos_iou
+    rows = positive.any(dim=1)
+    if not bool(rows.any()):
+        return scores.sum() * 0.0
+    logits = scores.float()[rows]
+    on_target = logits.masked_fill(~positive[rows], float("-inf"))
+    return (logits.logsumexp(dim=1) - on_target.logsumexp(dim=1)).mean()
 
 
 def sigmoid_focal_loss(

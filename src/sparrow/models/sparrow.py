@@ -48,6 +48,7 @@ from sparrow.models.losses import (
     detr_losses,
     dice_loss,
     mask_bce_loss,
+    proposal_ranking_loss,
     proposal_selection_loss,
 )
 from sparrow.models.processor import SparrowProcessor
@@ -61,7 +62,7 @@ from sparrow.structures.boxes import box_convert, masks_to_boxes, normalize_boxe
 SAM2_VARIANTS = {"tiny": tiny_sam2_config, "hiera_large": sam2_hiera_large_config}
 MASK_TERMS = ("lm_ce", "mask_bce", "mask_dice", "object_score")
 SAM_TERMS = ("sam_bce", "sam_dice", "sam_object_score")  # SAM2 prompted by ground-truth boxes
-BOX_TERMS = ("proposal_bce", "box_l1", "box_giou")
+BOX_TERMS = ("proposal_bce", "proposal_rank", "box_l1", "box_giou")
 DET_TERMS = ("det_class", "det_l1", "det_giou")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -77,7 +78,10 @@ def loss_terms(config: SparrowConfig, stage: int | None = None) -> tuple[str, ..
         return MASK_TERMS + ((*BOX_TERMS, *DET_TERMS) if config.box_prompt else ())
     plan = STAGES[stage]
     terms = plan.losses + (plan.from_scratch_losses if config.train_from_scratch else ())
-    return terms if config.box_prompt else tuple(t for t in terms if t not in BOX_TERMS)
+    if config.box_prompt:
+        return terms
+    unused = BOX_TERMS + (DET_TERMS if stage > 0 else ())  # no box branch: no proposals after stage 0
+    return tuple(t for t in terms if t not in unused)
 
 
 @dataclass(frozen=True)
@@ -103,14 +107,16 @@ STAGES: dict[int, StagePlan] = {
     # promptable segmentation here (ground-truth box -> masklet through its memory), which SPARROW's
     # SAM2 brings from SA-1B / SA-V.
     0: StagePlan(DET_TERMS, ("proposer",), ("sam2",), SAM_TERMS),
-    # 1: TSF injection: V->L adapters, LLM (LoRA), [SEG] L->V MLP; no box branch.
+    # 1: TSF injection: V->L adapters, LLM (LoRA), [SEG] L->V MLP; no box branch. From scratch the
+    # proposer keeps its DETR losses while SAM2's image encoder (its input) trains: frozen, its
+    # proposals drift off the objects (top-16 recall 45 % -> 24 % over stages 1-2).
     1: StagePlan(MASK_TERMS, ("spatial_adapter", "temporal_adapter", "llm", "seg_projection"),
-                 ("spatial_encoder", "temporal_encoder", "sam2")),
+                 ("spatial_encoder", "temporal_encoder", "sam2", "proposer"), DET_TERMS),
     # 2: filtration head and the L->V MLPs, box prompt on (recipes set tsf.mode=off here). From
     # scratch the LLM and the V->L adapters also train: nothing else taught them to put the referent
     # into [BOX] / [SEG] without TSF tokens, and the proposal loss is their most direct signal.
     2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection"),
-                 ("sam2", "llm", "spatial_adapter", "temporal_adapter")),
+                 ("sam2", "llm", "spatial_adapter", "temporal_adapter", "proposer"), DET_TERMS),
 }  # fmt: skip
 
 
@@ -482,13 +488,13 @@ class SparrowModel(nn.Module):
             filtration = self.filtration(self.box_projection(hidden[batch.input_ids == ids.box]), per_box)
             valid = batch.box_valid
             if bool(valid.any()):
-                losses["proposal_bce"] = proposal_selection_loss(
-                    filtration.scores[valid], per_box.boxes[valid].detach(), batch.boxes[valid]
-                )
+                scored = (filtration.scores[valid], per_box.boxes[valid].detach(), batch.boxes[valid])
+                losses["proposal_bce"] = proposal_selection_loss(*scored)
+                losses["proposal_rank"] = proposal_ranking_loss(*scored)
                 losses.update(box_l1_giou_loss(filtration.selected_boxes[valid], batch.boxes[valid]))
             else:
                 zero = filtration.scores.sum() * 0.0
-                losses.update({"proposal_bce": zero, "box_l1": zero, "box_giou": zero})
+                losses.update(dict.fromkeys(("proposal_bce", "proposal_rank", "box_l1", "box_giou"), zero))
             if seg_box is not None:
                 box_prompts = filtration.selected_boxes.detach()[seg_box]
                 if self.training and cfg.box_teacher_forcing > 0:
