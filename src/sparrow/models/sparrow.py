@@ -494,7 +494,7 @@ class SparrowModel(nn.Module):
                 losses.update(box_l1_giou_loss(filtration.selected_boxes[valid], batch.boxes[valid]))
             else:
                 zero = filtration.scores.sum() * 0.0
-                losses.update(dict.fromkeys(("proposal_bce", "proposal_rank", "box_l1", "box_giou"), zero))
+                losses.update(dict.fromkeys(BOX_TERMS, zero))
             if seg_box is not None:
                 box_prompts = filtration.selected_boxes.detach()[seg_box]
                 if self.training and cfg.box_teacher_forcing > 0:
