@@ -35,6 +35,8 @@ CASES = [
     ("[BOX] [BOX] [SEG]", "", [(None, True, 0, 1)], ["[BOX] without [SEG]"]),
     ("<p> x </p> then [SEG]", "x then", [("x", False, 0, None)], []),
     ("<p></p>[SEG]", "", [(None, False, 0, None)], []),
+    # a comma that ends a phrase is part of it: "Sure, [SEG]." drops its comma, this one keeps it
+    ("<p> a, </p> [SEG].", "a,.", [("a,", False, 0, None)], []),
 ]
 
 

@@ -71,22 +71,31 @@ class _Builder:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.length = 0
+        self.phrase_end = -1  # end of the last phrase added: its characters are never edited
 
-    def add(self, chunk: str) -> tuple[int, int] | None:
-        """Append the words of ``chunk``; returns their ``(start, end)`` in the clean text."""
+    def add(self, chunk: str, phrase: bool = False) -> tuple[int, int] | None:
+        """Append the words of ``chunk`` (a grounded phrase when ``phrase``); returns their
+        ``(start, end)`` in the clean text."""
         piece = " ".join(chunk.split())
         if not piece:
             return None
         if self.length and piece[0] not in ".,;:!?)":
             self.parts.append(" ")
             self.length += 1
-        elif self.parts and piece[0] in ".!?" and self.parts[-1].endswith(","):
+        elif (
+            self.parts
+            and piece[0] in ".!?"
+            and self.parts[-1].endswith(",")
+            and self.length != self.phrase_end
+        ):
             # "Sure, [SEG]." -> "Sure."
             self.parts[-1] = self.parts[-1][:-1]
             self.length -= 1
         start = self.length
         self.parts.append(piece)
         self.length += len(piece)
+        if phrase:
+            self.phrase_end = self.length
         return start, self.length
 
     def text(self) -> str:
@@ -115,7 +124,7 @@ def parse_grounded_text(raw: str) -> ParsedAnswer:
     def close_phrase(end: int) -> None:
         nonlocal phrase, phrase_span, open_at
         chunk = text[open_at:end]
-        span = out.add(chunk)
+        span = out.add(chunk, phrase=True)
         phrase = " ".join(chunk.split()) or None
         phrase_span = span if phrase else None
         open_at = None
