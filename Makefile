@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/ruff format --check src tests benchmarks experiments
 
-# The SynRef hard ablation of docs/training.md (trains four models on CPU: hours, not a test).
+# The SynRef hard ablation of docs/training.md (trains four models on CPU: about 75 min, not a test).
 ablation: $(STAMP)
 	$(BIN)/python experiments/synref_ablation.py --out runs/ablation
 

@@ -15,6 +15,10 @@ Four measurements on a model and the data of its recipe, each isolating one part
 4. **expression sensitivity** -- the IoU between the masks predicted for two different expressions
    of the same video, next to the IoU between their true referents: a model that reads the
    expression predicts masks that differ as much as the referents do.
+5. **box query spread** -- the projected ``[BOX]`` state (the filtration head's query) over held-out
+   items: the norm of its mean, the RMS deviation from it, and the share of that variance found
+   between expressions of one video (the rest is between videos). A query that barely moves cannot
+   tell the filtration head which object to pick.
 
     python experiments/diagnose_model.py --model default --split data/synref/test --videos 10 --items 32
 """
@@ -32,6 +36,7 @@ import torch
 from sparrow.data.registry import get_format
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowModel, collate
+from sparrow.models.llm import decoder_hidden
 from sparrow.structures import box_convert, box_iou, mask_iou, masks_to_boxes, normalize_boxes
 from sparrow.training.recipe import DatasetSpec, load_recipe
 from sparrow.training.samples import ConversationSource
@@ -175,6 +180,37 @@ def key_frame_prompts(model: SparrowModel, source: ConversationSource, items: in
     }
 
 
+@torch.no_grad()
+def box_query_spread(model: SparrowModel, source: ConversationSource, items: int) -> dict | None:
+    """Spread of ``box_projection(LLM state at [BOX])`` over the first held-out items (no TSF)."""
+    ids = model.processor.tokenizer.ids
+    queries, videos = [], []
+    for i in range(min(items, len(source))):
+        batch = collate([source.build(i, 0)], ids.pad)
+        if not bool((batch.input_ids == ids.box).any()):
+            continue
+        embeds = model.embed_inputs(
+            batch.input_ids, model.encode_video(batch.spatial_frames, batch.temporal_frames)
+        )
+        hidden, _ = decoder_hidden(model.llm, embeds, batch.attention_mask)
+        queries.append(model.box_projection(hidden[batch.input_ids == ids.box][:1])[0])
+        videos.append(source.conversations[i].video.video_id)
+    if len(queries) < 2:
+        return None
+    x = torch.stack(queries).double()
+    deviation = x - x.mean(dim=0)
+    within = sum(
+        (x[idx] - x[idx].mean(dim=0)).pow(2).sum()
+        for idx in (torch.tensor([j for j, v in enumerate(videos) if v == u]) for u in set(videos))
+    )
+    return {
+        "items": len(queries),
+        "mean_norm": float(x.mean(dim=0).norm()),
+        "rms_deviation": float(deviation.pow(2).sum(dim=1).mean().sqrt()),
+        "variance_share_within_video": float(within / deviation.pow(2).sum()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", help="Model folder, or 'default' (the bundled one).")
@@ -198,6 +234,7 @@ def main() -> None:
         "teacher_forced": teacher_forced(model, held_out, args.items),
         "key_frame_shows_referent": key_frame_visibility(model, recipe.data.train, args.samples),
         "key_frame_prompts": key_frame_prompts(model, held_out, args.items),
+        "box_query_spread": box_query_spread(model, held_out, args.items),
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)

@@ -7,6 +7,7 @@ tensor in training (:meth:`SparrowModel.forward`) and in :func:`greedy_generate`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -71,17 +72,19 @@ def decoder_hidden(
     lm: PreTrainedModel,
     inputs_embeds: Tensor,
     attention_mask: Tensor | None = None,
-    past_key_values: object | None = None,
+    cache: object | None = None,
     use_cache: bool = False,
 ) -> tuple[Tensor, object]:
-    """Run the decoder stack: ``(B, L, D)`` embeddings -> ``(B, L, D)`` last hidden states + cache."""
-    out = lm.get_decoder()(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        past_key_values=past_key_values,
-        use_cache=use_cache,
-    )
-    return out.last_hidden_state, out.past_key_values
+    """Run the decoder stack: ``(B, L, D)`` embeddings -> ``(B, L, D)`` last hidden states + KV cache.
+
+    The cache keyword is ``cache`` in recent transformers 5 releases and ``past_key_values`` before;
+    the decoder's signature says which (no deprecation warning either way).
+    """
+    decoder = lm.get_decoder()
+    key = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    extra = {} if cache is None else {key: cache}
+    out = decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=use_cache, **extra)
+    return out.last_hidden_state, getattr(out, key)
 
 
 @dataclass
@@ -132,7 +135,7 @@ def greedy_generate(
             break
         ids.append(token)
         step = embed(torch.tensor([[token]], device=prompt_embeds.device))
-        hidden, cache = decoder_hidden(lm, step, past_key_values=cache, use_cache=True)
+        hidden, cache = decoder_hidden(lm, step, cache=cache, use_cache=True)
         last = hidden[:, -1]
         states.append(last[0])
     width = prompt_embeds.shape[-1]
