@@ -466,3 +466,21 @@ def test_the_sam2_box_mask_prompt_follows_the_config() -> None:
     assert tiny().sam2.box_mask_prompt  # the tiny preset turns it on
     assert not tiny(["sam2.box_mask_prompt=false"]).sam2.box_mask_prompt
     assert not load_config("base").sam2.box_mask_prompt  # SAM2's own box prompt for pretrained SAM2
+
+
+def test_fine_features_reach_the_filtration_head_in_training_and_inference() -> None:
+    model = tiny(["filtration.fine_features=true", "box_teacher_forcing=0"])
+    assert model.filtration.fine_channels == (model.sam2.prompt_dim // 8, model.sam2.prompt_dim // 4)
+    assert tiny().filtration.fine_proj is None  # off in the preset: the paper's head
+    model.set_stage(2)
+    out = model(make_batch(model))
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.filtration.fine_proj.parameters())
+    model.eval()
+    frames, _ = clip()
+    features = model.sam2.image_features(model.processor.sam_inputs(frames[:1]))
+    with torch.no_grad():
+        prompts = model.prompts_from_hidden(
+            torch.randn(2, model.width), torch.randn(2, model.width), features
+        )
+    assert prompts.filtration.scores.shape == (2, model.config.proposer.top_k)

@@ -150,10 +150,16 @@ class ProposerConfig:
 
 @dataclass
 class FiltrationConfig:
-    """Filtration head scoring each proposal against the projected ``[BOX]`` query."""
+    """Filtration head scoring each proposal against the projected ``[BOX]`` query.
+
+    ``fine_features``: also describe each proposal by RoI crops of the key frame's two fine SAM2
+    feature maps (:mod:`sparrow.models.filtration`); off = the paper's head, which reads the
+    proposer's decoder features, box and objectness only.
+    """
 
     hidden_dim: int = 256
     refine: bool = True
+    fine_features: bool = False
 
 
 @dataclass

@@ -6,6 +6,11 @@ through a 2-layer MLP and a layer norm (``q``). An MLP over ``[q; p; q * p]`` sc
 (optionally) a second MLP over the same input predicts a correction of the proposal box in logit
 space, initialised at zero so the refined box starts as the proposal.
 
+With ``fine_channels`` the proposal description also gets an MLP of bilinear RoI crops of the key
+frame's fine feature maps (SAM2's two finer FPN levels: a 4x4 crop of the first, 2x2 of the second,
+:data:`FINE_CROP_SIZES`). A class-agnostic proposer's decoder features hardly encode colour, shape or
+pattern, which the expression names; the crops do (``experiments/matching_probe.py``).
+
 Boxes are normalised ``cxcywh`` in ``[0, 1]``.
 """
 
@@ -14,9 +19,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparrow.models.proposer import MLP, ProposerOutput, box_sine_embedding, inverse_sigmoid
+
+FINE_CROP_SIZES = (4, 2)
+"""Side of the RoI crop taken of each fine feature map, finest first."""
+
+
+def roi_crops(maps: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """Bilinear ``size x size`` crops of feature maps in boxes, flattened.
+
+    Args:
+        maps: ``(N, C, H, W)`` float feature maps (or images).
+        boxes: ``(N, Q, 4)`` normalised ``cxcywh`` boxes on those maps.
+        size: crop side; samples sit at the centres of a ``size x size`` grid over each box.
+
+    Returns:
+        ``(N, Q, C * size * size)`` in ``maps``' dtype (zeros padding outside the map).
+    """
+    n, num_q = boxes.shape[:2]
+    steps = (torch.arange(size, device=boxes.device, dtype=maps.dtype) + 0.5) / size - 0.5
+    cx, cy, w, h = boxes.to(maps.dtype).flatten(0, 1).unbind(-1)  # (N*Q,)
+    gx = (cx[:, None] + steps * w[:, None]) * 2 - 1  # grid_sample's [-1, 1] frame
+    gy = (cy[:, None] + steps * h[:, None]) * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    images = maps.repeat_interleave(num_q, dim=0)
+    crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return crops.reshape(n, num_q, -1)
 
 
 @dataclass
@@ -44,9 +75,18 @@ class FiltrationHead(nn.Module):
         proposal_dim: width ``D`` of the proposer's query features.
         hidden_dim: width of the joint space (a multiple of 8).
         refine: predict a box refinement (otherwise refined boxes are the proposals).
+        fine_channels: channels of the fine feature maps whose crops describe the proposals too
+            (one per map, finest first, as many as :data:`FINE_CROP_SIZES`); empty: not used.
     """
 
-    def __init__(self, query_dim: int, proposal_dim: int, hidden_dim: int, refine: bool = True) -> None:
+    def __init__(
+        self,
+        query_dim: int,
+        proposal_dim: int,
+        hidden_dim: int,
+        refine: bool = True,
+        fine_channels: tuple[int, ...] = (),
+    ) -> None:
         super().__init__()
         if hidden_dim % 8:
             raise ValueError(f"hidden_dim must be a multiple of 8, got {hidden_dim}")
@@ -55,14 +95,25 @@ class FiltrationHead(nn.Module):
         self.feature_proj = nn.Linear(proposal_dim, hidden_dim)
         self.box_proj = MLP(hidden_dim, hidden_dim, hidden_dim, 2)
         self.objectness_proj = nn.Linear(1, hidden_dim)
+        if fine_channels and len(fine_channels) != len(FINE_CROP_SIZES):
+            raise ValueError(f"fine_channels needs {len(FINE_CROP_SIZES)} maps, got {fine_channels}")
+        self.fine_channels = tuple(fine_channels)
+        fine_dim = sum(c * k * k for c, k in zip(self.fine_channels, FINE_CROP_SIZES, strict=False))
+        self.fine_proj = MLP(fine_dim, hidden_dim, hidden_dim, 2) if fine_dim else None
         self.proposal_norm = nn.LayerNorm(hidden_dim)
         self.score_head = MLP(3 * hidden_dim, hidden_dim, 1, 2)
         self.refine_head = MLP(3 * hidden_dim, hidden_dim, 4, 2) if refine else None
         if self.refine_head is not None:
             self.refine_head.zero_last()
 
-    def forward(self, box_query: Tensor, proposals: ProposerOutput) -> FiltrationOutput:
-        """Score ``proposals`` (``Q`` per image) against ``box_query`` ``(N, query_dim)``."""
+    def forward(
+        self, box_query: Tensor, proposals: ProposerOutput, fine_maps: list[Tensor] | None = None
+    ) -> FiltrationOutput:
+        """Score ``proposals`` (``Q`` per image) against ``box_query`` ``(N, query_dim)``.
+
+        ``fine_maps``: with ``fine_channels``, the ``(N, C_i, H_i, W_i)`` fine feature maps of each
+        row's image (ignored otherwise).
+        """
         boxes = proposals.boxes
         n, num_q = boxes.shape[:2]
         if box_query.shape[0] != n:
@@ -74,6 +125,17 @@ class FiltrationHead(nn.Module):
             + self.box_proj(box_sine_embedding(boxes, self.hidden_dim).to(dtype))
             + self.objectness_proj(proposals.logits[..., None].to(dtype))
         )
+        if self.fine_proj is not None:
+            channels = tuple(m.shape[1] for m in fine_maps or ())
+            if channels != self.fine_channels or any(m.shape[0] != n for m in fine_maps or ()):
+                raise ValueError(
+                    f"the head reads fine maps of {self.fine_channels} channels for {n} rows, got "
+                    f"{[tuple(m.shape) for m in fine_maps or ()]}"
+                )
+            crops = [
+                roi_crops(m.to(dtype), boxes, k) for m, k in zip(fine_maps, FINE_CROP_SIZES, strict=True)
+            ]
+            p = p + self.fine_proj(torch.cat(crops, dim=-1))
         p = self.proposal_norm(p)
         joint = torch.cat([q, p, q * p], dim=-1)
         scores = self.score_head(joint)[..., 0]

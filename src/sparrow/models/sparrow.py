@@ -255,8 +255,13 @@ class SparrowModel(nn.Module):
             width, l2v_hidden, self.sam2.prompt_dim, norm=config.seg_prompt_norm
         )
         self.box_projection = LanguageVisionMLP(width, l2v_hidden, p.hidden_dim)
+        fine = (self.sam2.prompt_dim // 8, self.sam2.prompt_dim // 4)  # conv_s0 / conv_s1 widths
         self.filtration = FiltrationHead(
-            p.hidden_dim, p.hidden_dim, config.filtration.hidden_dim, refine=config.filtration.refine
+            p.hidden_dim,
+            p.hidden_dim,
+            config.filtration.hidden_dim,
+            refine=config.filtration.refine,
+            fine_channels=fine if config.filtration.fine_features else (),
         )
         self.stage: int | None = None
         if config.dtype != "float32":
@@ -485,7 +490,9 @@ class SparrowModel(nn.Module):
             proposals = all_proposals.top_k(cfg.proposer.top_k)
         if need_box:
             per_box = _index_proposals(proposals, batch.box_sample)
-            filtration = self.filtration(self.box_projection(hidden[batch.input_ids == ids.box]), per_box)
+            fine_maps = [f[key_rows][batch.box_sample] for f in features.high_res_features]
+            query = self.box_projection(hidden[batch.input_ids == ids.box])
+            filtration = self.filtration(query, per_box, fine_maps)
             valid = batch.box_valid
             if bool(valid.any()):
                 scored = (filtration.scores[valid], per_box.boxes[valid].detach(), batch.boxes[valid])
@@ -695,7 +702,9 @@ class SparrowModel(nn.Module):
             raise ValueError("select_boxes needs the SAM2 features of exactly one key frame")
         proposals = self.propose(key_features)
         index = torch.zeros(box_hidden.shape[0], dtype=torch.long, device=box_hidden.device)
-        return self.filtration(self.box_projection(box_hidden), _index_proposals(proposals, index)), proposals
+        fine_maps = [f[index] for f in key_features.high_res_features]
+        query = self.box_projection(box_hidden)
+        return self.filtration(query, _index_proposals(proposals, index), fine_maps), proposals
 
     def prompts_from_hidden(
         self, seg_hidden: Tensor, box_hidden: Tensor | None, key_features: Sam2Features | None
