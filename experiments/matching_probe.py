@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowModel, collate
-from sparrow.models.filtration import FINE_CROP_SIZES, FiltrationHead, roi_crops
+from sparrow.models.filtration import FiltrationHead, fine_crops, roi_crops
 from sparrow.models.llm import decoder_hidden
 from sparrow.models.proposer import MLP, ProposerOutput
 from sparrow.structures import box_convert, box_iou
@@ -129,10 +129,6 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
             roi_crops(frames[j][None], boxes[None], 4)[0] - key_crop
             for j in (len(frames) // 2, len(frames) - 1)
         ]
-        fine = [
-            roi_crops(m.float(), boxes[None], k)[0]
-            for m, k in zip(sam_features.high_res_features, FINE_CROP_SIZES, strict=True)
-        ]
         items.append(
             Item(
                 words=expression["exp"].lower().split(),
@@ -142,7 +138,7 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
                 boxes=boxes.clone(),
                 logits=proposals.logits[0].clone(),
                 pixels=torch.cat([roi_crops(key_frame, boxes[None], 8)[0], *later], dim=1),
-                fine=torch.cat(fine, dim=1),
+                fine=fine_crops(sam_features.high_res_features, boxes[None].float())[0],
                 box_hidden=box_hidden.clone(),
                 label=label,
                 model_pick=pick,

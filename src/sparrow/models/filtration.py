@@ -50,6 +50,18 @@ def roi_crops(maps: Tensor, boxes: Tensor, size: int) -> Tensor:
     return crops.reshape(n, num_q, -1)
 
 
+def fine_crops(fine_maps: list[Tensor], boxes: Tensor) -> Tensor:
+    """The crops that describe proposals with fine features: :func:`roi_crops` of each map at its
+    :data:`FINE_CROP_SIZES` side, concatenated ``(N, Q, sum C_i * k_i * k_i)``, in ``boxes``' dtype.
+
+    Args:
+        fine_maps: ``(N, C_i, H_i, W_i)`` per map, finest first.
+        boxes: ``(N, Q, 4)`` normalised ``cxcywh``.
+    """
+    crops = [roi_crops(m.to(boxes.dtype), boxes, k) for m, k in zip(fine_maps, FINE_CROP_SIZES, strict=True)]
+    return torch.cat(crops, dim=-1)
+
+
 @dataclass
 class FiltrationOutput:
     """Scores of ``Q`` proposals against ``N`` ``[BOX]`` queries.
@@ -132,10 +144,7 @@ class FiltrationHead(nn.Module):
                     f"the head reads fine maps of {self.fine_channels} channels for {n} rows, got "
                     f"{[tuple(m.shape) for m in fine_maps or ()]}"
                 )
-            crops = [
-                roi_crops(m.to(dtype), boxes, k) for m, k in zip(fine_maps, FINE_CROP_SIZES, strict=True)
-            ]
-            p = p + self.fine_proj(torch.cat(crops, dim=-1))
+            p = p + self.fine_proj(fine_crops(fine_maps, boxes.to(dtype)))
         p = self.proposal_norm(p)
         joint = torch.cat([q, p, q * p], dim=-1)
         scores = self.score_head(joint)[..., 0]

@@ -323,6 +323,8 @@ class Sam2Adapter(nn.Module):
         image_size: ``S``, the side of the square SAM2 input.
         prompt_dim: width of a sparse prompt token (= the mask decoder's hidden size).
         feature_dim: ``C``, channels of :attr:`Sam2Features.image_embeddings`.
+        high_res_channels: channels of :attr:`Sam2Features.high_res_features`, finest first (the
+            widths of the mask decoder's ``conv_s0`` / ``conv_s1``).
         box_mask_prompt: box prompts also enter as a dense mask prompt: the box filled on SAM2's
             mask-prompt grid (``S/4 x S/4``) through its mask-prompt encoder, in place of the
             "no mask" embedding. Off: SAM2's own box prompt (corner tokens only).
@@ -335,6 +337,8 @@ class Sam2Adapter(nn.Module):
         self.image_size = int(model.config.image_size)
         self.prompt_dim = int(model.config.mask_decoder_config.hidden_size)
         self.feature_dim = int(model.config.vision_config.fpn_hidden_size)
+        decoder = model.mask_decoder
+        self.high_res_channels = (int(decoder.conv_s0.out_channels), int(decoder.conv_s1.out_channels))
         # Decode single-mask prompts with the single-mask token in train and eval alike (stock SAM2
         # falls back to a multimask token at eval time when token 0 is "unstable"; that token is never
         # trained on [SEG] prompts). Tracking frames use the multimask output and are unaffected.

@@ -255,13 +255,12 @@ class SparrowModel(nn.Module):
             width, l2v_hidden, self.sam2.prompt_dim, norm=config.seg_prompt_norm
         )
         self.box_projection = LanguageVisionMLP(width, l2v_hidden, p.hidden_dim)
-        fine = (self.sam2.prompt_dim // 8, self.sam2.prompt_dim // 4)  # conv_s0 / conv_s1 widths
         self.filtration = FiltrationHead(
             p.hidden_dim,
             p.hidden_dim,
             config.filtration.hidden_dim,
             refine=config.filtration.refine,
-            fine_channels=fine if config.filtration.fine_features else (),
+            fine_channels=self.sam2.high_res_channels if config.filtration.fine_features else (),
         )
         self.stage: int | None = None
         if config.dtype != "float32":
@@ -490,7 +489,7 @@ class SparrowModel(nn.Module):
             proposals = all_proposals.top_k(cfg.proposer.top_k)
         if need_box:
             per_box = _index_proposals(proposals, batch.box_sample)
-            fine_maps = [f[key_rows][batch.box_sample] for f in features.high_res_features]
+            fine_maps = self._fine_maps(features, key_rows[batch.box_sample])
             query = self.box_projection(hidden[batch.input_ids == ids.box])
             filtration = self.filtration(query, per_box, fine_maps)
             valid = batch.box_valid
@@ -685,6 +684,13 @@ class SparrowModel(nn.Module):
         """Top-k class-agnostic proposals of key frames: features of ``N`` frames -> ``(N, k, ...)``."""
         return self.proposer(key_features.image_embeddings).top_k(self.config.proposer.top_k)
 
+    def _fine_maps(self, features: Sam2Features, rows: Tensor) -> list[Tensor] | None:
+        """The filtration head's fine maps: ``features``' high-res maps at ``rows`` (``None`` with
+        ``filtration.fine_features`` off, so nothing is copied for a head that does not read them)."""
+        if self.filtration.fine_proj is None:
+            return None
+        return [f[rows] for f in features.high_res_features]
+
     def select_boxes(
         self, box_hidden: Tensor, key_features: Sam2Features
     ) -> tuple[FiltrationOutput, ProposerOutput]:
@@ -702,7 +708,7 @@ class SparrowModel(nn.Module):
             raise ValueError("select_boxes needs the SAM2 features of exactly one key frame")
         proposals = self.propose(key_features)
         index = torch.zeros(box_hidden.shape[0], dtype=torch.long, device=box_hidden.device)
-        fine_maps = [f[index] for f in key_features.high_res_features]
+        fine_maps = self._fine_maps(key_features, index)
         query = self.box_projection(box_hidden)
         return self.filtration(query, _index_proposals(proposals, index), fine_maps), proposals
 
