@@ -1,6 +1,6 @@
 """Where a trained model loses its masks: SAM2 with the ground-truth box, teacher forcing, object scores.
 
-Four measurements on a model and the data of its recipe, each isolating one part of the path:
+Six measurements on a model and the data of its recipe, each isolating one part of the path:
 
 1. **box oracle** -- for every single-referent expression, SAM2 is prompted with the referent's
    ground-truth box (no ``[SEG]``) on its first visible frames: mask IoU there, ungated, with the
@@ -19,6 +19,12 @@ Four measurements on a model and the data of its recipe, each isolating one part
    items: the norm of its mean, the RMS deviation from it, and the share of that variance found
    between expressions of one video (the rest is between videos). A query that barely moves cannot
    tell the filtration head which object to pick.
+6. **tracking oracle** -- SAM2 prompted with each object's ground-truth box on its first visible frame
+   and tracked through its memory over the next ``sam2.frames - 1`` frames (the training path,
+   eval mode): mask IoU on the prompted and on the tracked frames, and, for two objects of one video
+   prompted on the same frame, the IoU between their tracked masks (their true masks: ~0). A memory
+   that carries the object gives each prompt its own masklet; one that is ignored gives every prompt
+   the same one.
 
     python experiments/diagnose_model.py --model default --split data/synref/test --videos 10 --items 32
 """
@@ -26,6 +32,7 @@ Four measurements on a model and the data of its recipe, each isolating one part
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from pathlib import Path
@@ -69,6 +76,45 @@ def box_oracle(model: SparrowModel, split: Path, videos: int, frames_per_target:
         "score_positive": r[:, 1].mean(),
         "predicted_area": r[:, 2].mean(),
         "true_area": r[:, 3].mean(),
+    }
+
+
+@torch.no_grad()
+def tracking_oracle(model: SparrowModel, split: Path, videos: int) -> dict:
+    """SAM2 tracking from a ground-truth box (measurement 6): IoU with the truth on the prompted and the
+    tracked frames, and the IoU between the tracked masks of two objects prompted on the same frame."""
+    data = get_format("mevis").open(split, split.name)
+    length = model.config.sam2.frames
+    prompted, tracked, between, true_between = [], [], [], []
+    for video_id in sorted(data.videos)[:videos]:
+        clip = data.videos[video_id].load_frames()
+        pixels = model.sam2.preprocess(clip.frames)
+        referents = {}
+        for exp in data.expressions_of(video_id):
+            if len(exp.obj_ids) == 1 and exp.masks is not None and exp.obj_ids not in referents:
+                truth = exp.masks.load()
+                if truth[0].any():  # prompted on frame 0, so that two objects share their clip
+                    referents[exp.obj_ids] = truth[:length]
+        masks = []
+        for truth in referents.values():
+            box = box_convert(normalize_boxes(masks_to_boxes(truth[:1]), clip.size), "xyxy", "cxcywh")
+            out = model.sam2.track(pixels[:length], boxes=torch.as_tensor(box, dtype=torch.float32))
+            gated = torch.where(
+                out.object_score_logits[0, :, :, None, None] > 0, out.mask_logits[0, :, :1], -1.0
+            )
+            pred = model.sam2.upsample_logits(gated, clip.size)[:, 0].numpy() > 0
+            prompted.append(mask_iou(pred[0], truth[0]))
+            tracked.extend(mask_iou(pred[t], truth[t]) for t in range(1, len(truth)))
+            masks.append((pred, truth))
+        for (a, ta), (b, tb) in itertools.pairwise(masks):
+            between.extend(mask_iou(a[t], b[t]) for t in range(1, len(ta)))
+            true_between.extend(mask_iou(ta[t], tb[t]) for t in range(1, len(ta)))
+    return {
+        "objects": len(prompted),
+        "iou_prompted_frame": float(np.mean(prompted)),
+        "iou_tracked_frames": float(np.mean(tracked)),
+        "iou_between_two_objects_tracked": float(np.mean(between)),
+        "iou_between_their_truths": float(np.mean(true_between)),
     }
 
 
@@ -217,16 +263,22 @@ def main() -> None:
     parser.add_argument(
         "--split", type=Path, default=Path("data/synref/test"), help="MeViS-layout SynRef split."
     )
-    parser.add_argument("--videos", type=int, default=10, help="Videos of the split for the box oracle.")
+    parser.add_argument(
+        "--videos", type=int, default=10, help="Videos of the split for the box and tracking oracles."
+    )
     parser.add_argument(
         "--recipe", default="synref_tiny", help="Recipe whose validation data is teacher-forced."
     )
     parser.add_argument("--items", type=int, default=16, help="Validation items for teacher forcing.")
     parser.add_argument("--samples", type=int, default=300, help="Training samples per dataset (key frames).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures as JSON.")
+    parser.add_argument("--only-tracking", action="store_true", help="Measure the tracking oracle only.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SparrowModel.from_pretrained(resolve_model_path(args.model), {"tsf": {"mode": "off"}}).eval()
+    if args.only_tracking:
+        print(json.dumps(tracking_oracle(model, args.split, args.videos), indent=2))
+        return
     recipe = load_recipe(args.recipe)
     held_out = recipe_source(model, recipe.data.val[0])
     figures = {
@@ -235,6 +287,7 @@ def main() -> None:
         "key_frame_shows_referent": key_frame_visibility(model, recipe.data.train, args.samples),
         "key_frame_prompts": key_frame_prompts(model, held_out, args.items),
         "box_query_spread": box_query_spread(model, held_out, args.items),
+        "tracking_oracle": tracking_oracle(model, args.split, args.videos),
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sparrow.models.hungarian import hungarian_match, match_cost_matrix
 from sparrow.models.losses import (
     DETR_LOSS_WEIGHTS,
+    bag_of_words_loss,
     box_l1_giou_loss,
     detr_losses,
     dice_loss,
@@ -124,6 +125,42 @@ def test_proposal_ranking_skips_rows_without_a_positive() -> None:
     assert none.item() == 0.0 and none.requires_grad
     with pytest.raises(ValueError, match="expected"):
         proposal_ranking_loss(scores, proposals[:, :1], target)
+
+
+def test_bag_of_words_golden_values() -> None:
+    logits = torch.tensor(
+        [[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, -1.0, 1.0], [5.0, 1.0, 1.0, 1.0]], requires_grad=True
+    )
+    words = torch.tensor([[True, False, False, False], [True, False, False, True], [False] * 4])
+    loss = bag_of_words_loss(logits, words)
+    # row 0: -log(1/4); row 1: -(log p0 + log p3) / 2; row 2 (empty bag) is skipped
+    p1 = logits.detach()[1].softmax(dim=0)
+    expected = (math.log(4.0) - 0.5 * (math.log(float(p1[0])) + math.log(float(p1[3])))) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    # d/dlogits = (softmax - bag / |bag|) / rows: mass moves to the bag, evenly
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.5]])
+    expected_grad = (logits.detach()[:2].softmax(dim=1) - target) / 2
+    assert torch.allclose(logits.grad[:2], expected_grad, atol=1e-6)
+    assert logits.grad[2].abs().sum() == 0
+    empty = bag_of_words_loss(logits, torch.zeros_like(words))
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(ValueError, match="differ in shape"):
+        bag_of_words_loss(logits, words[:, :2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 12), st.integers(0, 2**31 - 1))
+def test_bag_of_words_is_minimal_at_the_uniform_bag(n: int, v: int, seed: int) -> None:
+    """For any bag, the loss is at least log |bag|, reached by logits that are uniform on the bag."""
+    generator = torch.Generator().manual_seed(seed)
+    words = torch.rand(n, v, generator=generator) < 0.4
+    words[:, 0] = True
+    logits = torch.randn(n, v, generator=generator)
+    floor = words.float().sum(dim=1).log().mean().item()
+    assert bag_of_words_loss(logits, words).item() >= floor - 1e-5
+    ideal = torch.where(words, 0.0, -1e4)
+    assert bag_of_words_loss(ideal, words).item() == pytest.approx(floor, abs=1e-4)
 
 
 def test_focal_loss_golden_value() -> None:

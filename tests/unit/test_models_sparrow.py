@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 
 import numpy as np
@@ -484,3 +485,28 @@ def test_fine_features_reach_the_filtration_head_in_training_and_inference() -> 
             torch.randn(2, model.width), torch.randn(2, model.width), features
         )
     assert prompts.filtration.scores.shape == (2, model.config.proposer.top_k)
+
+
+def test_word_decoder_reconstructs_the_question_from_the_filtration_query() -> None:
+    model = tiny(["filtration.word_decoder=true"])
+    assert tiny().filtration.word_decoder is None  # off in the preset: the paper's head
+    assert loss_terms(model.config, 2)[-1] == "query_words"
+    assert "query_words" not in loss_terms(model.config, 1)
+    assert "query_words" not in loss_terms(model.config.replace(["box_prompt=false"]), 2)
+    batch = make_batch(model)
+    tok = model.tokenizer
+    bags = model._question_words(batch)
+    assert bags.shape == (3, len(tok))
+    for row, question in enumerate((QUESTION, CAPTION_QUESTION, BOX_QUESTION)):
+        expected = set(tok.tokenizer.encode(question, add_special_tokens=False).ids)
+        assert set(bags[row].nonzero()[:, 0].tolist()) - set(tok.tokenizer.encode("\n").ids) <= expected
+        assert expected <= set(bags[row].nonzero()[:, 0].tolist())
+        assert not bags[row, [tok.ids.box, tok.ids.seg, tok.ids.video, tok.ids.user]].any()
+    model.set_stage(2)
+    out = model(batch)
+    assert out.losses["query_words"].item() == pytest.approx(math.log(len(tok)), rel=0.1)  # fresh: ~uniform
+    out.losses["query_words"].backward()  # the term alone
+    assert model.filtration.word_decoder.weight.grad.abs().sum() > 0
+    embeddings = model.llm.get_input_embeddings().weight.grad
+    words = list(tok.tokenizer.encode(BOX_QUESTION, add_special_tokens=False).ids)
+    assert embeddings[words].abs().sum() > 0  # the term trains the LLM that reads the question

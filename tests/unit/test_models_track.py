@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from models_toys import CAPTION, CAPTION_QUESTION, QUESTION, clip, tiny
 
+from sparrow.errors import ConfigError
 from sparrow.models import SparrowSample
 from sparrow.models.losses import dice_loss, mask_bce_loss
 from sparrow.models.sam2 import NO_OBJECT_LOGIT, Sam2Adapter, tiny_sam2_config
@@ -226,3 +227,32 @@ def test_video_training_tracks_supervised_frames_through_memory(monkeypatch) -> 
     assert torch.equal(video.mask_pairs, framewise.mask_pairs)
     assert video.mask_logits.shape == framewise.mask_logits.shape == (8 + 2 * 4, 1, 32, 32)
     assert video.object_score_logits.shape == (16, 1)
+
+
+def test_pointer_dropout_reads_the_spatial_memory_alone_in_training_only() -> None:
+    adapter = _adapter()
+    frames, masks, box = _moving_square(4, step=8)
+    pixels = adapter.preprocess(frames)
+    with torch.no_grad():
+        reference = adapter.track(pixels, boxes=box).mask_logits
+        adapter.pointer_dropout = 1.0
+        assert torch.equal(adapter.track(pixels, boxes=box).mask_logits, reference)  # eval: always both
+        adapter.train()
+        dropped = adapter.track(pixels, boxes=box).mask_logits
+        adapter.pointer_dropout = 0.0
+        kept = adapter.track(pixels, boxes=box).mask_logits
+    assert torch.equal(dropped[:, 0], kept[:, 0])  # the prompted frame reads no memory
+    assert not torch.allclose(dropped[:, 1:], kept[:, 1:])  # tracked frames: without the pointers
+    adapter.pointer_dropout = 1.0
+    out = adapter.track(pixels, boxes=box)
+    logits = Sam2Adapter.upsample_logits(out.mask_logits[0, 1:], (S, S))[:, 0]
+    mask_bce_loss(logits, masks[1:]).backward()
+    model = adapter.model
+    assert all(p.grad is None or not p.grad.any() for p in model.object_pointer_proj.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.memory_encoder.parameters())
+
+
+def test_pointer_dropout_comes_from_the_config_and_is_a_probability() -> None:
+    assert tiny(["sam2.pointer_dropout=0.25"]).sam2.pointer_dropout == 0.25
+    with pytest.raises(ConfigError, match=r"sam2\.pointer_dropout=1\.5 is not a probability"):
+        tiny(["sam2.pointer_dropout=1.5"])

@@ -122,6 +122,9 @@ class Sam2Settings:
     ``box_mask_prompt``: a box prompt is also given as a dense mask prompt (the box filled, through
     SAM2's mask-prompt encoder) besides its two corner tokens. SAM2 reads boxes from the corner tokens
     alone; a SAM2 trained from scratch does not learn to (``tiny``: on; see docs/model.md).
+    ``pointer_dropout``: in training, the probability that a tracked clip's memory attention reads the
+    spatial memory alone, without object pointers (not in SAM2: 0). From scratch, its memory attention
+    otherwise puts all its weight on the pointers and ignores the spatial memory (docs/model.md).
     """
 
     variant: Sam2Variant = "hiera_large"
@@ -129,6 +132,7 @@ class Sam2Settings:
     path: str | None = None
     frames: int = 8
     box_mask_prompt: bool = False
+    pointer_dropout: float = 0.0
 
 
 @dataclass
@@ -155,11 +159,15 @@ class FiltrationConfig:
     ``fine_features``: also describe each proposal by RoI crops of the key frame's two fine SAM2
     feature maps (:mod:`sparrow.models.filtration`); off = the paper's head, which reads the
     proposer's decoder features, box and objectness only.
+
+    ``word_decoder``: the head also decodes the bag of the question's words from its query, trained
+    by the ``query_words`` loss term (not in the paper; off in every preset).
     """
 
     hidden_dim: int = 256
     refine: bool = True
     fine_features: bool = False
+    word_decoder: bool = False
 
 
 @dataclass
@@ -188,6 +196,11 @@ class LossWeights:
     (:func:`~sparrow.models.losses.proposal_ranking_loss`). Not in the paper (weight 0: logged,
     not trained); the per-proposal BCE alone lets a from-scratch head learn an object prior instead of
     the referent.
+
+    ``query_words``: with ``filtration.word_decoder``, the bag-of-words reconstruction of the
+    question from the filtration head's query (:func:`~sparrow.models.losses.bag_of_words_loss`),
+    computed with the box terms. Not in the paper; it trains the LLM to carry the expression into
+    ``[BOX]``, which a pretrained LLM brings.
     """
 
     lm_ce: float = 1.0
@@ -198,6 +211,7 @@ class LossWeights:
     proposal_rank: float = 0.0
     box_l1: float = 1.0
     box_giou: float = 1.0
+    query_words: float = 1.0
     det_class: float = 2.0
     det_l1: float = 5.0
     det_giou: float = 2.0
@@ -288,11 +302,12 @@ class SparrowConfig:
         for name, frames in (("spatial", self.spatial.frames), ("sam2", self.sam2.frames)):
             if frames < 1:
                 bad(f"{name}.frames must be >= 1", "use a positive frame count")
-        if not 0.0 <= self.box_teacher_forcing <= 1.0:
-            bad(
-                f"box_teacher_forcing={self.box_teacher_forcing} is not a probability",
-                "use a value in [0, 1]",
-            )
+        for name, value in (
+            ("box_teacher_forcing", self.box_teacher_forcing),
+            ("sam2.pointer_dropout", self.sam2.pointer_dropout),
+        ):
+            if not 0.0 <= value <= 1.0:
+                bad(f"{name}={value} is not a probability", "use a value in [0, 1]")
 
 
 def preset_path(name: str) -> Path:

@@ -11,6 +11,12 @@ frame's fine feature maps (SAM2's two finer FPN levels: a 4x4 crop of the first,
 :data:`FINE_CROP_SIZES`). A class-agnostic proposer's decoder features hardly encode colour, shape or
 pattern, which the expression names; the crops do (``experiments/matching_probe.py``).
 
+With ``vocab_size`` the head also has a word decoder: a linear map from its query ``q`` to logits
+over the LLM's vocabulary, trained to reconstruct the bag of the question's words (the
+``query_words`` loss term, :func:`~sparrow.models.losses.bag_of_words_loss`). It makes the words
+reach the very vector that is matched with the proposals: a from-scratch LLM otherwise lets its
+``[BOX]`` state carry only part of the expression.
+
 Boxes are normalised ``cxcywh`` in ``[0, 1]``.
 """
 
@@ -71,12 +77,14 @@ class FiltrationOutput:
         refined_boxes: ``(N, Q, 4)`` normalised ``cxcywh`` (proposal + predicted refinement).
         selected: ``(N,)`` int64 argmax of ``scores``.
         selected_boxes: ``(N, 4)`` refined box of the selected proposal.
+        query: ``(N, hidden_dim)`` the projected, normalised query ``q`` the proposals were scored with.
     """
 
     scores: Tensor
     refined_boxes: Tensor
     selected: Tensor
     selected_boxes: Tensor
+    query: Tensor
 
 
 class FiltrationHead(nn.Module):
@@ -89,6 +97,7 @@ class FiltrationHead(nn.Module):
         refine: predict a box refinement (otherwise refined boxes are the proposals).
         fine_channels: channels of the fine feature maps whose crops describe the proposals too
             (one per map, finest first, as many as :data:`FINE_CROP_SIZES`); empty: not used.
+        vocab_size: size of the vocabulary the word decoder predicts (0: no word decoder).
     """
 
     def __init__(
@@ -98,6 +107,7 @@ class FiltrationHead(nn.Module):
         hidden_dim: int,
         refine: bool = True,
         fine_channels: tuple[int, ...] = (),
+        vocab_size: int = 0,
     ) -> None:
         super().__init__()
         if hidden_dim % 8:
@@ -117,6 +127,13 @@ class FiltrationHead(nn.Module):
         self.refine_head = MLP(3 * hidden_dim, hidden_dim, 4, 2) if refine else None
         if self.refine_head is not None:
             self.refine_head.zero_last()
+        self.word_decoder = nn.Linear(hidden_dim, vocab_size) if vocab_size else None
+
+    def decode_words(self, query: Tensor) -> Tensor:
+        """Logits ``(N, vocab_size)`` of the question's words from ``query`` (``FiltrationOutput.query``)."""
+        if self.word_decoder is None:
+            raise RuntimeError("this filtration head has no word decoder (built with vocab_size=0)")
+        return self.word_decoder(query)
 
     def forward(
         self, box_query: Tensor, proposals: ProposerOutput, fine_maps: list[Tensor] | None = None
@@ -131,7 +148,8 @@ class FiltrationHead(nn.Module):
         if box_query.shape[0] != n:
             raise ValueError(f"box_query has {box_query.shape[0]} rows for {n} images of proposals")
         dtype = proposals.features.dtype
-        q = self.query_proj(box_query.to(dtype))[:, None].expand(-1, num_q, -1)
+        query = self.query_proj(box_query.to(dtype))
+        q = query[:, None].expand(-1, num_q, -1)
         p = (
             self.feature_proj(proposals.features)
             + self.box_proj(box_sine_embedding(boxes, self.hidden_dim).to(dtype))
@@ -154,5 +172,9 @@ class FiltrationHead(nn.Module):
         selected = scores.argmax(dim=1)
         selected_boxes = refined[torch.arange(n, device=boxes.device), selected]
         return FiltrationOutput(
-            scores=scores, refined_boxes=refined, selected=selected, selected_boxes=selected_boxes
+            scores=scores,
+            refined_boxes=refined,
+            selected=selected,
+            selected_boxes=selected_boxes,
+            query=query,
         )

@@ -1,4 +1,5 @@
-"""SPARROW's pixel-side losses: masks, boxes, proposal selection and the proposer's DETR losses.
+"""SPARROW's pixel-side losses: masks, boxes, proposal selection and the proposer's DETR losses,
+and the filtration query's bag-of-words reconstruction.
 
 Every function returns unweighted scalar terms; the training recipe weights them (paper defaults:
 mask BCE 2.0, Dice 0.5, proposal BCE 1.0 (the listwise ``proposal_rank`` is
@@ -131,6 +132,27 @@ def proposal_ranking_loss(
     logits = scores.float()[rows]
     on_target = logits.masked_fill(~positive[rows], float("-inf"))
     return (logits.logsumexp(dim=1) - on_target.logsumexp(dim=1)).mean()
+
+
+def bag_of_words_loss(logits: Tensor, words: Tensor) -> Tensor:
+    """Cross-entropy of word logits against a bag of words: each row's softmax over the vocabulary
+    should spread its mass evenly over the row's words, ``-mean_{w in bag} log softmax(logits)_w``.
+
+    Args:
+        logits: ``(N, V)`` logits over a vocabulary of ``V`` tokens.
+        words: ``(N, V)`` bool, which tokens are in each row's bag.
+
+    Returns:
+        Scalar mean over the rows with a non-empty bag (``0``, still attached to ``logits``, when
+        every bag is empty).
+    """
+    _check_same_shape(logits, words)
+    rows = words.any(dim=1)
+    if not bool(rows.any()):
+        return logits.sum() * 0.0
+    bags = words[rows].float()
+    log_probs = logits.float()[rows].log_softmax(dim=1)
+    return (-(log_probs * bags).sum(dim=1) / bags.sum(dim=1)).mean()
 
 
 def sigmoid_focal_loss(

@@ -328,12 +328,15 @@ class Sam2Adapter(nn.Module):
         box_mask_prompt: box prompts also enter as a dense mask prompt: the box filled on SAM2's
             mask-prompt grid (``S/4 x S/4``) through its mask-prompt encoder, in place of the
             "no mask" embedding. Off: SAM2's own box prompt (corner tokens only).
+        pointer_dropout: in training, the probability that a :meth:`track` call's memory attention
+            reads the spatial memory alone, without object pointers (inference always reads both).
     """
 
     def __init__(self, model: Sam2VideoModel) -> None:
         super().__init__()
         self.model = model
         self.box_mask_prompt = False  # set by the model config (``sam2.box_mask_prompt``)
+        self.pointer_dropout = 0.0  # set by the model config (``sam2.pointer_dropout``)
         self.image_size = int(model.config.image_size)
         self.prompt_dim = int(model.config.mask_decoder_config.hidden_size)
         self.feature_dim = int(model.config.vision_config.fpn_hidden_size)
@@ -593,14 +596,17 @@ class Sam2Adapter(nn.Module):
             pointer=pointer,
         )
 
-    def _condition_on_memory(self, image: Tensor, bank: list[_Memory], index: int, max_memory: int) -> Tensor:
+    def _condition_on_memory(
+        self, image: Tensor, bank: list[_Memory], index: int, max_memory: int, *, pointers: bool = True
+    ) -> Tensor:
         """Memory attention of frame ``index`` of a tracked clip (frame 0 prompted) on its memory bank.
 
         ``image``: raw top FPN level ``(N, C, h, w)``; ``bank[j]``: memory of clip frame ``j < index``.
         The bank read is SAM2's: the prompted frame (temporal slot of offset 0), the ``max_memory``
         most recent tracked frames (slot ``offset - 1``), and object pointers of the prompted frame and
         of up to ``max_object_pointers_in_encoder - 1`` recent tracked frames with their temporal
-        encodings. Returns the conditioned ``(N, C, h, w)`` the mask decoder reads.
+        encodings (none with ``pointers=False``). Returns the conditioned ``(N, C, h, w)`` the mask
+        decoder reads.
         """
         model = self.model
         n, c, h, w = image.shape
@@ -611,23 +617,26 @@ class Sam2Adapter(nn.Module):
             if index - offset >= 1:
                 memories.append(bank[index - offset].features)
                 positions.append(bank[index - offset].position + temporal[offset - 1])
-        max_pointers = model.config.max_object_pointers_in_encoder
-        offsets, pointers = [index], [bank[0].pointer]
-        for offset in range(1, min(max_pointers, index)):
-            offsets.append(offset)
-            pointers.append(bank[index - offset].pointer)
-        pointer_tokens, pointer_positions = model._process_object_pointers(
-            offsets, pointers, max_pointers, n, c, image.device
-        )
-        memories.append(pointer_tokens)
-        positions.append(pointer_positions)
+        num_pointer_tokens = 0
+        if pointers:
+            max_pointers = model.config.max_object_pointers_in_encoder
+            offsets, tokens = [index], [bank[0].pointer]
+            for offset in range(1, min(max_pointers, index)):
+                offsets.append(offset)
+                tokens.append(bank[index - offset].pointer)
+            pointer_tokens, pointer_positions = model._process_object_pointers(
+                offsets, tokens, max_pointers, n, c, image.device
+            )
+            memories.append(pointer_tokens)
+            positions.append(pointer_positions)
+            num_pointer_tokens = pointer_tokens.shape[0]
         top_position = model.vision_encoder.neck.position_encoding(image.shape, image.device, image.dtype)
         conditioned = model.memory_attention(
             current_vision_features=image.flatten(2).permute(2, 0, 1),
             current_vision_position_embeddings=top_position.to(image.dtype).flatten(2).permute(2, 0, 1),
             memory=torch.cat(memories, dim=0),
             memory_posision_embeddings=torch.cat(positions, dim=0),  # (sic) transformers' keyword
-            num_object_pointer_tokens=pointer_tokens.shape[0],
+            num_object_pointer_tokens=num_pointer_tokens,
         )  # (1, N, HW, C)
         return conditioned[0].transpose(1, 2).reshape(n, c, h, w)
 
@@ -659,6 +668,7 @@ class Sam2Adapter(nn.Module):
         agree to float rounding); in train mode gradients reach the image encoder, prompt encoder, mask
         decoder, memory encoder, memory attention, object-pointer projection and the memory embeddings.
         Masks of prompted frames are binarised for memory only in eval mode (SAM2 trains on sigmoids).
+        In training, with probability :attr:`pointer_dropout` the whole call reads no object pointers.
         Frame indices inside the clip are its temporal positions (offset 1 = the previous clip frame).
 
         Args:
@@ -687,6 +697,7 @@ class Sam2Adapter(nn.Module):
         length = len(features) // n
         starts = torch.arange(n, device=features.image_embeddings.device) * length
         multimask = self._multimask_for_tracking()
+        pointers = not (self.training and float(torch.rand(())) < self.pointer_dropout)
         outputs: list[MaskDecoderOutput] = []
         bank: list[_Memory] = []
         for index in range(length):
@@ -694,7 +705,9 @@ class Sam2Adapter(nn.Module):
             if index == 0:
                 out = self.decode(frame, boxes=boxes, seg_embeddings=seg_embeddings)
             else:
-                conditioned = self._condition_on_memory(frame.image_embeddings, bank, index, max_memory)
+                conditioned = self._condition_on_memory(
+                    frame.image_embeddings, bank, index, max_memory, pointers=pointers
+                )
                 sparse, dense = self._prompt_embeddings(conditioned, None, None)
                 out = self._run_decoder(
                     conditioned, frame.high_res_features, sparse, dense, multimask=multimask

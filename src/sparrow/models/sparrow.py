@@ -44,6 +44,7 @@ from sparrow.models.config import SparrowConfig, load_config
 from sparrow.models.filtration import FiltrationHead, FiltrationOutput
 from sparrow.models.llm import build_causal_lm, decoder_hidden, greedy_generate, lm_width
 from sparrow.models.losses import (
+    bag_of_words_loss,
     box_l1_giou_loss,
     detr_losses,
     dice_loss,
@@ -73,15 +74,19 @@ def loss_terms(config: SparrowConfig, stage: int | None = None) -> tuple[str, ..
     Without a stage: every term (the box-branch and proposer terms only with the box prompt on).
     With a stage: that stage's terms (:data:`STAGES`, plus its ``from_scratch_losses`` when
     ``config.train_from_scratch``), minus the box-branch terms if the box prompt is off.
+    ``query_words`` comes with the box-branch terms when ``filtration.word_decoder`` is on.
     """
     if stage is None:
-        return MASK_TERMS + ((*BOX_TERMS, *DET_TERMS) if config.box_prompt else ())
-    plan = STAGES[stage]
-    terms = plan.losses + (plan.from_scratch_losses if config.train_from_scratch else ())
-    if config.box_prompt:
-        return terms
-    unused = BOX_TERMS + (DET_TERMS if stage > 0 else ())  # no box branch: no proposals after stage 0
-    return tuple(t for t in terms if t not in unused)
+        terms = MASK_TERMS + ((*BOX_TERMS, *DET_TERMS) if config.box_prompt else ())
+    else:
+        plan = STAGES[stage]
+        terms = plan.losses + (plan.from_scratch_losses if config.train_from_scratch else ())
+        if not config.box_prompt:
+            unused = BOX_TERMS + (DET_TERMS if stage > 0 else ())  # no box branch: no proposals after stage 0
+            terms = tuple(t for t in terms if t not in unused)
+    if config.filtration.word_decoder and BOX_TERMS[0] in terms:
+        terms = (*terms, "query_words")
+    return terms
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ def build_sam2(config: SparrowConfig) -> Sam2Adapter:
                 fix="set sam2.variant and sam2.image_size to the folder's architecture",
             )
     adapter.box_mask_prompt = settings.box_mask_prompt
+    adapter.pointer_dropout = settings.pointer_dropout
     return adapter
 
 
@@ -261,6 +267,9 @@ class SparrowModel(nn.Module):
             config.filtration.hidden_dim,
             refine=config.filtration.refine,
             fine_channels=self.sam2.high_res_channels if config.filtration.fine_features else (),
+            vocab_size=self.llm.get_input_embeddings().num_embeddings
+            if config.filtration.word_decoder
+            else 0,
         )
         self.stage: int | None = None
         if config.dtype != "float32":
@@ -501,6 +510,11 @@ class SparrowModel(nn.Module):
             else:
                 zero = filtration.scores.sum() * 0.0
                 losses.update(dict.fromkeys(BOX_TERMS, zero))
+            if "query_words" in terms:
+                words = self._question_words(batch)[batch.box_sample]
+                losses["query_words"] = bag_of_words_loss(
+                    self.filtration.decode_words(filtration.query), words
+                )
             if seg_box is not None:
                 box_prompts = filtration.selected_boxes.detach()[seg_box]
                 if self.training and cfg.box_teacher_forcing > 0:
@@ -545,6 +559,21 @@ class SparrowModel(nn.Module):
             proposals=proposals,
             filtration=filtration,
         )
+
+    def _question_words(self, batch: SparrowBatch) -> Tensor:
+        """``(B, V)`` bool bag of each sample's question tokens: the prompt's ids (label ignored, not
+        padding) other than the special ones (chat, grounding, ``<video>`` / ``<tsf>``); the template's
+        newline stays, a word common to every bag."""
+        ids = batch.input_ids
+        special = torch.tensor(
+            [i for i in vars(self._tok().ids).values() if i is not None], device=ids.device
+        )
+        prompt = (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool() & ~torch.isin(ids, special)
+        rows, cols = prompt.nonzero(as_tuple=True)
+        vocab = self.filtration.word_decoder.out_features
+        words = torch.zeros(ids.shape[0], vocab, dtype=torch.bool, device=ids.device)
+        words[rows, ids[rows, cols]] = True
+        return words
 
     def _supervised_masks(
         self,
