@@ -44,6 +44,7 @@ from sparrow.data.registry import get_format
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowModel, collate
 from sparrow.models.llm import decoder_hidden
+from sparrow.models.sam2 import Sam2Adapter
 from sparrow.structures import box_convert, box_iou, mask_iou, masks_to_boxes, normalize_boxes
 from sparrow.training.recipe import DatasetSpec, load_recipe
 from sparrow.training.samples import ConversationSource
@@ -80,15 +81,15 @@ def box_oracle(model: SparrowModel, split: Path, videos: int, frames_per_target:
 
 
 @torch.no_grad()
-def tracking_oracle(model: SparrowModel, split: Path, videos: int) -> dict:
-    """SAM2 tracking from a ground-truth box (measurement 6): IoU with the truth on the prompted and the
-    tracked frames, and the IoU between the tracked masks of two objects prompted on the same frame."""
+def tracking_oracle(sam: Sam2Adapter, split: Path, videos: int, length: int) -> dict:
+    """SAM2 tracking from a ground-truth box (measurement 6) over ``length``-frame clips: IoU with the
+    truth on the prompted and the tracked frames, and the IoU between the tracked masks of two objects
+    prompted on the same frame."""
     data = get_format("mevis").open(split, split.name)
-    length = model.config.sam2.frames
     prompted, tracked, between, true_between = [], [], [], []
     for video_id in sorted(data.videos)[:videos]:
         clip = data.videos[video_id].load_frames()
-        pixels = model.sam2.preprocess(clip.frames)
+        pixels = sam.preprocess(clip.frames)
         referents = {}
         for exp in data.expressions_of(video_id):
             if len(exp.obj_ids) == 1 and exp.masks is not None and exp.obj_ids not in referents:
@@ -98,11 +99,11 @@ def tracking_oracle(model: SparrowModel, split: Path, videos: int) -> dict:
         masks = []
         for truth in referents.values():
             box = box_convert(normalize_boxes(masks_to_boxes(truth[:1]), clip.size), "xyxy", "cxcywh")
-            out = model.sam2.track(pixels[:length], boxes=torch.as_tensor(box, dtype=torch.float32))
+            out = sam.track(pixels[:length], boxes=torch.as_tensor(box, dtype=torch.float32))
             gated = torch.where(
                 out.object_score_logits[0, :, :, None, None] > 0, out.mask_logits[0, :, :1], -1.0
             )
-            pred = model.sam2.upsample_logits(gated, clip.size)[:, 0].numpy() > 0
+            pred = sam.upsample_logits(gated, clip.size)[:, 0].numpy() > 0
             prompted.append(mask_iou(pred[0], truth[0]))
             tracked.extend(mask_iou(pred[t], truth[t]) for t in range(1, len(truth)))
             masks.append((pred, truth))
@@ -277,7 +278,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SparrowModel.from_pretrained(resolve_model_path(args.model), {"tsf": {"mode": "off"}}).eval()
     if args.only_tracking:
-        print(json.dumps(tracking_oracle(model, args.split, args.videos), indent=2))
+        print(
+            json.dumps(
+                tracking_oracle(model.sam2, args.split, args.videos, model.config.sam2.frames), indent=2
+            )
+        )
         return
     recipe = load_recipe(args.recipe)
     held_out = recipe_source(model, recipe.data.val[0])
@@ -287,7 +292,7 @@ def main() -> None:
         "key_frame_shows_referent": key_frame_visibility(model, recipe.data.train, args.samples),
         "key_frame_prompts": key_frame_prompts(model, held_out, args.items),
         "box_query_spread": box_query_spread(model, held_out, args.items),
-        "tracking_oracle": tracking_oracle(model, args.split, args.videos),
+        "tracking_oracle": tracking_oracle(model.sam2, args.split, args.videos, model.config.sam2.frames),
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)

@@ -1,4 +1,4 @@
-"""Two short probes behind the tiny preset's from-scratch settings (docs/model.md).
+"""Short probes behind the tiny preset's from-scratch settings (docs/model.md).
 
 ``sam-box``: a fresh tiny SAM2 learns box -> mask on single SynRef frames (decoder path only, AdamW,
 batches of 16 frames of the training split), with SAM2's own box prompt (corner tokens) or with the
@@ -10,10 +10,17 @@ frames (DETR losses, batches of 4 training samples), with learned anchors or wit
 (``proposer.query_selection``); prints the recall at IoU 0.5 of the top-16 proposals over every
 object of the first 32 validation key frames.
 
+``sam-track``: a trained model's SAM2 (``--model``, the bundled one by default) goes on learning
+box -> masklet tracking alone (8-frame clips of single-object referents of the training split, the
+box on the first frame, batches of 4 clips, AdamW), with and without ``sam2.pointer_dropout``;
+prints ``diagnose_model.py``'s tracking oracle on the test split before and after: mask IoU on the
+tracked frames, and the IoU between the tracked masks of two objects (1.0: the memory is ignored).
+
     python experiments/from_scratch_probes.py sam-box --steps 600
     python experiments/from_scratch_probes.py proposer --steps 500
+    python experiments/from_scratch_probes.py sam-track --steps 400
 
-Both compare the two settings in one run (same seed, same data). The data are the recipe's
+Each compares two settings in one run (same seed, same data). The data are the recipe's
 (``data/synref/train``, ``data/synref/val``, ``data/synref/test``; see ``synref_tiny.yaml``).
 """
 
@@ -26,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sparrow.data.registry import get_format
+from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowBatch, SparrowModel, load_config
 from sparrow.models.losses import DETR_LOSS_WEIGHTS, detr_losses, dice_loss, mask_bce_loss
 from sparrow.models.proposer import ProposerOutput
@@ -114,6 +123,61 @@ def sam_box(dense: bool, steps: int, train: tuple, test: tuple) -> dict:
     }
 
 
+def tracking_clips(root: Path, videos: int, length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(frames (T, H, W, 3) uint8, masks (T, H, W) bool)`` of every single-object referent of the first
+    ``videos`` videos that is visible on frame 0 (a video's frames are shared between its referents)."""
+    data = get_format("mevis").open(root, root.name)
+    clips = []
+    for video_id in sorted(data.videos)[:videos]:
+        frames = data.videos[video_id].load_frames().frames
+        seen = set()
+        for exp in data.expressions_of(video_id):
+            if len(exp.obj_ids) == 1 and exp.masks is not None and exp.obj_ids not in seen:
+                seen.add(exp.obj_ids)
+                truth = exp.masks.load()
+                if truth[0].any() and len(truth) >= length:
+                    clips.append((frames, truth))
+    return clips
+
+
+def sam_track(model: str, pointer_dropout: float, steps: int, clips: list, length: int) -> dict:
+    """Continue training ``model``'s SAM2 on box -> masklet tracking; the tracking oracle after."""
+    from diagnose_model import tracking_oracle
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    sam = SparrowModel.from_pretrained(resolve_model_path(model)).sam2
+    sam.pointer_dropout = pointer_dropout
+    optimizer = torch.optim.AdamW(sam.parameters(), lr=3e-4)
+    start = time.time()
+    sam.train()
+    for step in range(1, steps + 1):
+        chosen = [clips[i] for i in rng.integers(0, len(clips), 4)]
+        offsets = [int(rng.integers(0, len(f) - length + 1)) for f, _ in chosen]
+        chosen = [(f[o : o + length], m[o : o + length]) for (f, m), o in zip(chosen, offsets, strict=True)]
+        chosen = [(f, m) for f, m in chosen if m[0].any()]  # prompted where the object is visible
+        if not chosen:
+            continue
+        pixels = torch.cat([sam.preprocess(f) for f, _ in chosen])
+        out = sam.track(pixels, boxes=torch.cat([_cxcywh(m[:1]) for _, m in chosen]).float())
+        target = torch.as_tensor(np.stack([m for _, m in chosen])).float()  # (N, T, H, W)
+        logits = sam.upsample_logits(out.mask_logits[:, :, 0].flatten(0, 1)[:, None], target.shape[-2:])[:, 0]
+        target = target.flatten(0, 1)
+        present = target.flatten(1).any(dim=1).float()
+        loss = (
+            2 * mask_bce_loss(logits, target)
+            + 0.5 * dice_loss(logits, target)
+            + 0.5 * F.binary_cross_entropy_with_logits(out.object_score_logits.flatten(), present)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 50 == 0:
+            print(f"  step {step}: loss {float(loss.detach()):.3f} ({time.time() - start:.0f} s)", flush=True)
+    sam.eval()
+    return tracking_oracle(sam, Path("data/synref/test"), 20, length)
+
+
 def proposer(query_selection: bool, steps: int) -> dict:
     """Train a fresh SAM2 image encoder + proposer on key frames; recall@0.5 of the top-16."""
     torch.manual_seed(0)
@@ -159,8 +223,9 @@ def proposer(query_selection: bool, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("probe", choices=["sam-box", "proposer"])
-    parser.add_argument("--steps", type=int, default=None, help="Training steps (600 / 500).")
+    parser.add_argument("probe", choices=["sam-box", "proposer", "sam-track"])
+    parser.add_argument("--steps", type=int, default=None, help="Training steps (600 / 500 / 400).")
+    parser.add_argument("--model", default="default", help="sam-track: the model whose SAM2 trains on.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
@@ -170,6 +235,16 @@ def main() -> None:
         for dense in (False, True):
             print(f"box_mask_prompt={dense}:", flush=True)
             print(" ", sam_box(dense, args.steps or 600, train, test), flush=True)
+    elif args.probe == "sam-track":
+        from diagnose_model import tracking_oracle
+
+        length = 8
+        clips = tracking_clips(Path("data/synref/train"), 100, length)
+        sam = SparrowModel.from_pretrained(resolve_model_path(args.model)).sam2.eval()
+        print("before:", tracking_oracle(sam, Path("data/synref/test"), 20, length), flush=True)
+        for dropout in (0.0, 0.5):
+            print(f"pointer_dropout={dropout}:", flush=True)
+            print(" ", sam_track(args.model, dropout, args.steps or 400, clips, length), flush=True)
     else:
         for selection in (False, True):
             print(f"query_selection={selection}:", flush=True)

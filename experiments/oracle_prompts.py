@@ -32,7 +32,7 @@ import sparrow.inference.session as session_module
 from runner import SPARROW, run
 from sparrow.data.formats.common import BinaryMaskTreeWriter
 from sparrow.data.registry import get_format
-from sparrow.inference import GroundingPipeline
+from sparrow.inference import GroundingOptions, GroundingPipeline
 from sparrow.inference.frames import ImageFileFrames
 from sparrow.inference.outputs import add_expression_masks
 from sparrow.inference.tracking import TargetPrompt, choose_key_frame, sam_features
@@ -79,10 +79,12 @@ class OracleKeyFrame:
         return self.frame, prompts, features
 
 
-def predict(model: str, root: Path, out: Path, oracle: OracleKeyFrame, limit: int | None) -> int:
+def predict(
+    model: str, root: Path, out: Path, oracle: OracleKeyFrame, limit: int | None, options: GroundingOptions
+) -> int:
     """Predict every expression of ``root`` into ``out`` (MeViS layout); the number of expressions."""
     session_module.choose_key_frame = oracle
-    pipe = GroundingPipeline.from_pretrained(model, device="cpu")
+    pipe = GroundingPipeline.from_pretrained(model, options=options, device="cpu")
     data = get_format("mevis").open(root, None)
     videos = sorted(v for v in data.videos if data.expressions_of(v))[:limit]
     count = 0
@@ -108,6 +110,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="Output folder (predictions, reports).")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--limit", type=int, default=None, help="At most this many videos.")
+    parser.add_argument(
+        "--propagation", choices=["video", "framewise", "chain"], default=None, help="Override the model's."
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +123,8 @@ def main() -> None:
         if not report.is_file():
             started = time.time()
             oracle = OracleKeyFrame(mode)
-            predict(args.model, args.split, args.out / "predictions" / mode, oracle, args.limit)
+            options = GroundingOptions(propagation=args.propagation)
+            predict(args.model, args.split, args.out / "predictions" / mode, oracle, args.limit, options)
             if oracle.proposal_iou:
                 iou = np.array(oracle.proposal_iou)
                 print(

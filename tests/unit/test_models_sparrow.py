@@ -22,7 +22,8 @@ from sparrow.models import (
     load_config,
     loss_terms,
 )
-from sparrow.models.sparrow import BOX_TERMS, DET_TERMS, MASK_TERMS
+from sparrow.models.sam2 import MaskDecoderOutput
+from sparrow.models.sparrow import BOX_TERMS, CHAIN_MARGIN, DET_TERMS, MASK_TERMS, _follow_box
 from sparrow.models.tokenizer import IGNORE_INDEX
 from sparrow.structures.boxes import masks_to_boxes
 
@@ -510,3 +511,61 @@ def test_word_decoder_reconstructs_the_question_from_the_filtration_query() -> N
     embeddings = model.llm.get_input_embeddings().weight.grad
     words = list(tok.tokenizer.encode(BOX_QUESTION, add_special_tokens=False).ids)
     assert embeddings[words].abs().sum() > 0  # the term trains the LLM that reads the question
+
+
+def _decoded(mask: torch.Tensor, score: float) -> MaskDecoderOutput:
+    """A mask-decoder output whose low-res mask is ``mask`` ``(32, 32)`` bool."""
+    logits = torch.where(mask, 5.0, -5.0)[None, None]
+    return MaskDecoderOutput(logits, torch.ones(1, 1), torch.tensor([[score]]), torch.zeros(1, 8))
+
+
+def test_follow_box_is_the_widened_box_of_the_mask() -> None:
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[4:12, 8:16] = True  # x 8..15, y 4..11 on the 32-cell grid: xyxy (0.25, 0.125, 0.5, 0.375)
+    previous = torch.tensor([[0.5, 0.5, 0.1, 0.1]])
+    follow = _follow_box(_decoded(mask, 2.0), previous)
+    w, h = 0.25 * (1 + 2 * CHAIN_MARGIN), 0.25 * (1 + 2 * CHAIN_MARGIN)
+    assert torch.allclose(follow, torch.tensor([[0.375, 0.25, w, h]]), atol=1e-6)
+    assert _follow_box(_decoded(mask, -1.0), previous) is previous  # absent: keep the last box
+    assert _follow_box(_decoded(torch.zeros_like(mask), 2.0), previous) is previous  # empty mask
+    mask[:, :] = True  # widening is clipped to the image
+    assert torch.allclose(_follow_box(_decoded(mask, 2.0), None), torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
+
+
+def test_chain_propagation_prompts_each_frame_with_the_previous_frames_box(monkeypatch) -> None:
+    model = tiny(["propagation=chain"]).eval()
+    frames, _ = clip()
+    pixels = model.processor.sam_inputs(frames)
+    monkeypatch.setattr(model.sam2, "propagate", lambda *a, **k: pytest.fail("memory used in chain"))
+    prompts: list[torch.Tensor] = []
+
+    def decode(features, *, boxes, seg_embeddings):  # the object moves 2 cells right per call
+        prompts.append(boxes)
+        mask = torch.zeros(32, 32, dtype=torch.bool)
+        x = 2 * len(prompts)
+        mask[10:14, x : x + 4] = True
+        return _decoded(mask, 1.0 if len(prompts) != 3 else -1.0)  # absent on the third frame
+
+    monkeypatch.setattr(model.sam2, "decode", decode)
+    box = torch.tensor([[0.3, 0.4, 0.2, 0.2]])
+    seg = torch.randn(1, 1, model.sam2.prompt_dim)
+    order = [t for t, *_ in model.propagate(pixels, 3, box=box, seg_embedding=seg)]
+    assert order == [3, 4, 5, 6, 7, 2, 1, 0]
+    expected = [box]
+    for call in range(1, 8):  # the box each call's mask gives, with the 4th and 6th prompts special
+        mask = torch.zeros(32, 32, dtype=torch.bool)
+        mask[10:14, 2 * call : 2 * call + 4] = True
+        expected.append(_follow_box(_decoded(mask, 1.0), None))
+    # call 3 (frame 5) is absent: frame 6 keeps frame 5's prompt; frame 2 restarts from the key frame's box
+    wanted = [
+        expected[0],
+        expected[1],
+        expected[2],
+        expected[2],
+        expected[4],
+        expected[1],
+        expected[6],
+        expected[7],
+    ]
+    for got, want in zip(prompts, wanted, strict=True):
+        assert torch.allclose(got, want)

@@ -37,6 +37,7 @@ class Propagation(StrEnum):
     model = "model"
     video = "video"
     framewise = "framewise"
+    chain = "chain"
 
 
 class KeyFrame(StrEnum):
@@ -63,7 +64,8 @@ MAX_NEW_TOKENS = typer.Option(64, "--max-new-tokens", min=1, help="Decoding budg
 PROPAGATION = typer.Option(
     Propagation.model,
     "--propagation",
-    help="video (SAM2 memory), framewise (no memory), or the model's setting.",
+    help="video (SAM2 memory), framewise (no memory), chain (each frame prompted with the box of the "
+    "previous frame's mask), or the model's setting.",
 )
 KEY_FRAME = typer.Option(
     KeyFrame.first, "--key-frame", help="first (frame 0, the paper) or best (most confident sampled frame)."

@@ -25,7 +25,7 @@ from sparrow.errors import ConfigError
 
 AnswerMode = Literal["generate", "template"]
 KeyFrameMode = Literal["first", "best"]
-PropagationMode = Literal["video", "framewise"]
+PropagationMode = Literal["video", "framewise", "chain"]
 
 TEMPLATE_ANSWER = SEGMENT_ANSWER
 """The training answer of a referring question (the processor adds ``[BOX]`` when the box prompt is on)."""
@@ -44,8 +44,9 @@ class GroundingOptions:
         question_template: how a bare referring expression (a prompt that does not end with ``?``)
             is asked; ``{phrase}`` is replaced by the expression. Prompts ending with ``?`` are sent
             as they are.
-        propagation: ``video`` (SAM2 memory) or ``framewise`` (same prompts on every frame, no
-            memory); ``None`` keeps the model's ``propagation`` switch.
+        propagation: ``video`` (SAM2 memory), ``framewise`` (same prompts on every frame, no
+            memory) or ``chain`` (every frame prompted with the box of the previous frame's mask, no
+            memory; :meth:`SparrowModel.propagate`); ``None`` keeps the model's ``propagation`` switch.
         key_frame: ``first`` (frame 0, the paper) or ``best``.
         key_frame_candidates: frames sampled uniformly (first and last included) for ``best``.
         reprompt: re-prompt a lost target (see the module docstring).
@@ -84,8 +85,11 @@ class GroundingOptions:
 
         if self.answer not in ("generate", "template"):
             bad(f"answer={self.answer!r} is not generate or template", "use answer='generate' or 'template'")
-        if self.propagation not in (None, "video", "framewise"):
-            bad(f"propagation={self.propagation!r} is not video or framewise", "use video or framewise")
+        if self.propagation not in (None, "video", "framewise", "chain"):
+            bad(
+                f"propagation={self.propagation!r} is not video, framewise or chain",
+                "use video, framewise or chain",
+            )
         if self.key_frame not in ("first", "best"):
             bad(f"key_frame={self.key_frame!r} is not first or best", "use first or best")
         for name in (

@@ -30,7 +30,7 @@ SpatialKind = Literal["clip", "siglip"]
 TemporalKind = Literal["vjepa2"]
 LLMKind = Literal["qwen2", "llama", "phi3"]
 TSFMode = Literal["off", "train", "train+infer"]
-Propagation = Literal["video", "framewise"]
+Propagation = Literal["video", "framewise", "chain"]
 Sam2Variant = Literal["tiny", "hiera_large"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -54,7 +54,13 @@ from sparrow.models.losses import (
 )
 from sparrow.models.processor import SparrowProcessor
 from sparrow.models.proposer import Proposer, ProposerOutput
-from sparrow.models.sam2 import Sam2Adapter, Sam2Features, sam2_hiera_large_config, tiny_sam2_config
+from sparrow.models.sam2 import (
+    MaskDecoderOutput,
+    Sam2Adapter,
+    Sam2Features,
+    sam2_hiera_large_config,
+    tiny_sam2_config,
+)
 from sparrow.models.tokenizer import IGNORE_INDEX, SparrowTokenizer, build_tokenizer
 from sparrow.models.tsf import kmeans_medoids
 from sparrow.models.vision import SpatialEncoder, TemporalEncoder
@@ -780,6 +786,11 @@ class SparrowModel(nn.Module):
 
         ``video``: prompt the key frame and let SAM2's memory track (``Sam2Adapter.propagate``).
         ``framewise``: decode every frame on its own with the same prompts (no memory).
+        ``chain``: decode every frame on its own with the ``[SEG]`` and a box that follows the target:
+        the key frame's box there, then on each frame the box of the previous frame's mask, widened
+        by :data:`CHAIN_MARGIN` of its size on every side (while the target is absent -- object
+        score <= 0 or an empty mask -- the last box is kept). Each direction starts again from the
+        key frame's mask.
 
         Args:
             pixel_values: ``(T, 3, S, S)`` SAM2 inputs, or a sequence of ``(3, S, S)`` (streamed).
@@ -794,11 +805,18 @@ class SparrowModel(nn.Module):
             yield from self.sam2.propagate(pixel_values, key_frame, box=box, seg_embedding=seg_embedding)
             return
         n = len(pixel_values)
-        order = [key_frame, *range(key_frame + 1, n), *range(key_frame - 1, -1, -1)]
-        for t in order:
-            features = self.sam2.image_features(pixel_values[t][None])
-            out = self.sam2.decode(features, boxes=box, seg_embeddings=seg_embedding)
-            yield t, out.mask_logits, out.object_score_logits
+        follow = self.config.propagation == "chain"
+        start = box  # the box each direction starts from
+        for i, order in enumerate(([key_frame], range(key_frame + 1, n), range(key_frame - 1, -1, -1))):
+            current = start
+            for t in order:
+                features = self.sam2.image_features(pixel_values[t][None])
+                out = self.sam2.decode(features, boxes=current, seg_embeddings=seg_embedding)
+                yield t, out.mask_logits, out.object_score_logits
+                if follow:
+                    current = _follow_box(out, current)
+            if i == 0:
+                start = current
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -814,6 +832,29 @@ class SparrowModel(nn.Module):
         from sparrow.models.checkpoint import load_checkpoint
 
         return load_checkpoint(folder, overrides)
+
+
+CHAIN_MARGIN = 0.25
+"""How much ``chain`` propagation widens the previous mask's box on each side, as a share of its size."""
+
+
+def _follow_box(out: MaskDecoderOutput, box: Tensor | None) -> Tensor | None:
+    """The ``chain`` box after a decoded frame: the box of its mask (low-res logits > 0), widened by
+    :data:`CHAIN_MARGIN` per side and clipped to the image, as ``(1, 4)`` normalised ``cxcywh``; ``box``
+    unchanged where the target is absent (object score <= 0 or empty mask)."""
+    mask = out.mask_logits[0, 0] > 0
+    if float(out.object_score_logits.reshape(())) <= 0 or not bool(mask.any()):
+        return box
+    side = mask.shape[-1]
+    ys, xs = mask.nonzero(as_tuple=True)
+    x0, x1 = xs.min().float() / side, (xs.max().float() + 1) / side
+    y0, y1 = ys.min().float() / side, (ys.max().float() + 1) / side
+    w, h = x1 - x0, y1 - y0
+    xyxy = torch.stack(
+        [x0 - CHAIN_MARGIN * w, y0 - CHAIN_MARGIN * h, x1 + CHAIN_MARGIN * w, y1 + CHAIN_MARGIN * h]
+    )
+    xyxy = xyxy.clamp(0.0, 1.0)[None].to(out.mask_logits.dtype)
+    return box_convert(xyxy, "xyxy", "cxcywh")
 
 
 def _seg_box_pairs(input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
