@@ -1,7 +1,8 @@
-"""The inference options (a)-(c) of ``sparrow.inference`` on the SynRef ``hard`` test split.
+"""The inference options (a)-(d) of ``sparrow.inference`` on the SynRef ``hard`` test split.
 
-Rows: the paper's inference (key frame 0, no re-prompting, no TSF), (a) ``--key-frame best``,
-(b) ``--reprompt``, (c) ``--self-tsf``, and all three together, each through ``sparrow predict`` and
+Rows: the paper's inference (key frame 0, SAM2 memory propagation, no re-prompting, no TSF), (a)
+``--key-frame best``, (b) ``--reprompt``, (c) ``--self-tsf``, all three together (each on SAM2
+memory propagation), and (d) ``--propagation chain``, each through ``sparrow predict`` and
 ``sparrow eval synref``; the table goes to ``OUT/options.md`` and ``OUT/options.json``.
 
     python experiments/inference_options.py --out runs/options             # bundled model
@@ -19,12 +20,14 @@ from pathlib import Path
 
 from runner import ensure_split, markdown_table, predict_and_score
 
+VIDEO = ["--propagation", "video"]
 ROWS = (
-    ("paper", "paper (key frame 0)", []),
-    ("key_frame_best", "(a) key frame: most confident", ["--key-frame", "best"]),
-    ("reprompt", "(b) re-prompting", ["--reprompt"]),
-    ("self_tsf", "(c) self-TSF", ["--self-tsf"]),
-    ("all", "(a) + (b) + (c)", ["--key-frame", "best", "--reprompt", "--self-tsf"]),
+    ("paper", "paper (key frame 0, SAM2 memory)", VIDEO),
+    ("key_frame_best", "(a) key frame: most confident", [*VIDEO, "--key-frame", "best"]),
+    ("reprompt", "(b) re-prompting", [*VIDEO, "--reprompt"]),
+    ("self_tsf", "(c) self-TSF", [*VIDEO, "--self-tsf"]),
+    ("all", "(a) + (b) + (c)", [*VIDEO, "--key-frame", "best", "--reprompt", "--self-tsf"]),
+    ("chain", "(d) chain propagation", ["--propagation", "chain"]),
 )
 TAGS = ("late_appearance", "reappears", "occluded", "crosses_lookalike")
 

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +34,22 @@ from runner import SPARROW, run
 from sparrow.data.formats.common import BinaryMaskTreeWriter
 from sparrow.data.registry import get_format
 from sparrow.inference import GroundingOptions, GroundingPipeline
-from sparrow.inference.frames import ImageFileFrames
+from sparrow.inference.answer import Target
+from sparrow.inference.frames import ImageFileFrames, SamFrames
 from sparrow.inference.outputs import add_expression_masks
 from sparrow.inference.tracking import TargetPrompt, choose_key_frame, sam_features
+from sparrow.models import SparrowModel
+from sparrow.models.sam2 import Sam2Features
 from sparrow.structures.boxes import box_convert, box_iou, masks_to_boxes
 
 MODES = ("own", "proposal", "box")
 
 
 class OracleKeyFrame:
-    """Stands in for ``choose_key_frame``: prompts every target of the current expression on the
-    first frame where its referent is visible, with the ground-truth box or its best proposal."""
+    """Stands in for :func:`sparrow.inference.tracking.choose_key_frame` (:func:`predict` installs it
+    in ``sparrow.inference.session``): prompts every target of the current expression on the first
+    frame where its referent is visible, with the ground-truth box or its best proposal (``own``: the
+    model's own choice, unchanged)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -60,7 +66,14 @@ class OracleKeyFrame:
         xyxy = xyxy / torch.tensor([w, h, w, h], dtype=torch.float32)
         self.box = box_convert(xyxy, "xyxy", "cxcywh")
 
-    def __call__(self, model, frames, targets, options, cache=None):
+    def __call__(
+        self,
+        model: SparrowModel,
+        frames: SamFrames,
+        targets: Sequence[Target],
+        options: GroundingOptions,
+        cache: dict[int, Sam2Features] | None = None,
+    ) -> tuple[int, list[TargetPrompt], Sam2Features]:
         if self.mode == "own":
             return choose_key_frame(model, frames, targets, options, cache)
         features = sam_features(model, frames[self.frame][None])

@@ -124,12 +124,12 @@ def test_tiny_model_overfits_one_synref_sample() -> None:
     assert np.isfinite(generated.seg_hidden.numpy()).all()
 
     # The inference pieces: prompts from the generated hidden states, then SAM2 memory propagation
-    # from the key frame (the path trained) and, with the same prompts, frame-wise decoding.
+    # from the key frame (the path trained) and, with the same prompts, frame-wise and chained decoding.
     pixels = torch.from_numpy(prepared.sam_frames)
     with torch.no_grad():
         key = model.sam2.image_features(pixels[:1])
         prompts = model.prompts_from_hidden(generated.seg_hidden, generated.box_hidden, key)
-    for propagation in ("video", "framewise"):
+    for propagation in ("video", "framewise", "chain"):
         model.config = model.config.replace({"propagation": propagation})
         masks = dict(
             (t, logits)
