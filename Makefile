@@ -38,7 +38,7 @@ lint: $(STAMP)
 ablation: $(STAMP)
 	$(BIN)/python experiments/synref_ablation.py --out runs/ablation
 
-# The inference options (a)-(c) of docs/inference.md with the bundled model on SynRef hard.
+# The inference options (a)-(d) of docs/inference.md with the bundled model on SynRef hard.
 options: $(STAMP)
 	$(BIN)/python experiments/inference_options.py --out runs/options
 

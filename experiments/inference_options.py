@@ -2,7 +2,7 @@
 
 Rows: the paper's inference (key frame 0, SAM2 memory propagation, no re-prompting, no TSF), (a)
 ``--key-frame best``, (b) ``--reprompt``, (c) ``--self-tsf``, all three together (each on SAM2
-memory propagation), and (d) ``--propagation chain``, each through ``sparrow predict`` and
+memory propagation), (d) ``--propagation chain`` and (a) + (d), each through ``sparrow predict`` and
 ``sparrow eval synref``; the table goes to ``OUT/options.md`` and ``OUT/options.json``.
 
     python experiments/inference_options.py --out runs/options             # bundled model
@@ -27,7 +27,8 @@ ROWS = (
     ("reprompt", "(b) re-prompting", [*VIDEO, "--reprompt"]),
     ("self_tsf", "(c) self-TSF", [*VIDEO, "--self-tsf"]),
     ("all", "(a) + (b) + (c)", [*VIDEO, "--key-frame", "best", "--reprompt", "--self-tsf"]),
-    ("chain", "(d) chain propagation", ["--propagation", "chain"]),
+    ("chain", "(d) chain propagation (the bundled model's saved setting)", ["--propagation", "chain"]),
+    ("chain_best", "(a) + (d)", ["--propagation", "chain", "--key-frame", "best"]),
 )
 TAGS = ("late_appearance", "reappears", "occluded", "crosses_lookalike")
 
