@@ -267,15 +267,14 @@ class SparrowModel(nn.Module):
             width, l2v_hidden, self.sam2.prompt_dim, norm=config.seg_prompt_norm
         )
         self.box_projection = LanguageVisionMLP(width, l2v_hidden, p.hidden_dim)
+        vocab = self.llm.get_input_embeddings().num_embeddings
         self.filtration = FiltrationHead(
             p.hidden_dim,
             p.hidden_dim,
             config.filtration.hidden_dim,
             refine=config.filtration.refine,
             fine_channels=self.sam2.high_res_channels if config.filtration.fine_features else (),
-            vocab_size=self.llm.get_input_embeddings().num_embeddings
-            if config.filtration.word_decoder
-            else 0,
+            vocab_size=vocab if config.filtration.word_decoder else 0,
         )
         self.stage: int | None = None
         if config.dtype != "float32":
