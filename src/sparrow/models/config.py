@@ -230,7 +230,9 @@ class CheckpointConfig:
 
 @dataclass
 class SparrowConfig:
-    """The whole model. ``box_prompt`` / ``tsf.mode`` / ``propagation`` are the paper's switches.
+    """The whole model. ``box_prompt`` / ``tsf.mode`` / ``propagation`` are the paper's switches
+    (``propagation: chain`` is ours: :meth:`SparrowModel.propagate
+    <sparrow.models.sparrow.SparrowModel.propagate>`; it trains like ``framewise``).
 
     ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
     no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny); stage
