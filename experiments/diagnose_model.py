@@ -277,12 +277,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SparrowModel.from_pretrained(resolve_model_path(args.model), {"tsf": {"mode": "off"}}).eval()
+    tracking = tracking_oracle(model.sam2, args.split, args.videos, model.config.sam2.frames)
     if args.only_tracking:
-        print(
-            json.dumps(
-                tracking_oracle(model.sam2, args.split, args.videos, model.config.sam2.frames), indent=2
-            )
-        )
+        print(json.dumps(tracking, indent=2))
         return
     recipe = load_recipe(args.recipe)
     held_out = recipe_source(model, recipe.data.val[0])
@@ -292,7 +289,7 @@ def main() -> None:
         "key_frame_shows_referent": key_frame_visibility(model, recipe.data.train, args.samples),
         "key_frame_prompts": key_frame_prompts(model, held_out, args.items),
         "box_query_spread": box_query_spread(model, held_out, args.items),
-        "tracking_oracle": tracking_oracle(model.sam2, args.split, args.videos, model.config.sam2.frames),
+        "tracking_oracle": tracking,
     }
     text = json.dumps(figures, indent=2, default=float)
     print(text)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diagnose_model import tracking_oracle
 from sparrow.data.registry import get_format
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowBatch, SparrowModel, load_config
@@ -142,8 +143,6 @@ def tracking_clips(root: Path, videos: int, length: int) -> list[tuple[np.ndarra
 
 def sam_track(model: str, pointer_dropout: float, steps: int, clips: list, length: int) -> dict:
     """Continue training ``model``'s SAM2 on box -> masklet tracking; the tracking oracle after."""
-    from diagnose_model import tracking_oracle
-
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     sam = SparrowModel.from_pretrained(resolve_model_path(model)).sam2
@@ -236,8 +235,6 @@ def main() -> None:
             print(f"box_mask_prompt={dense}:", flush=True)
             print(" ", sam_box(dense, args.steps or 600, train, test), flush=True)
     elif args.probe == "sam-track":
-        from diagnose_model import tracking_oracle
-
         length = 8
         clips = tracking_clips(Path("data/synref/train"), 100, length)
         sam = SparrowModel.from_pretrained(resolve_model_path(args.model)).sam2.eval()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sparrow.data.conversations import SEGMENT_ANSWER, SEGMENT_TEMPLATE
 from sparrow.errors import ConfigError
@@ -85,7 +85,7 @@ class GroundingOptions:
 
         if self.answer not in ("generate", "template"):
             bad(f"answer={self.answer!r} is not generate or template", "use answer='generate' or 'template'")
-        if self.propagation not in (None, "video", "framewise", "chain"):
+        if self.propagation is not None and self.propagation not in get_args(PropagationMode):
             bad(
                 f"propagation={self.propagation!r} is not video, framewise or chain",
                 "use video, framewise or chain",

@@ -697,7 +697,10 @@ class Sam2Adapter(nn.Module):
         length = len(features) // n
         starts = torch.arange(n, device=features.image_embeddings.device) * length
         multimask = self._multimask_for_tracking()
-        pointers = not (self.training and float(torch.rand(())) < self.pointer_dropout)
+        # Draw only when dropping is possible: with the setting off, training consumes no random numbers.
+        pointers = not (
+            self.training and self.pointer_dropout > 0 and float(torch.rand(())) < self.pointer_dropout
+        )
         outputs: list[MaskDecoderOutput] = []
         bank: list[_Memory] = []
         for index in range(length):
