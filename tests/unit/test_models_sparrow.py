@@ -23,7 +23,7 @@ from sparrow.models import (
     loss_terms,
 )
 from sparrow.models.sam2 import MaskDecoderOutput
-from sparrow.models.sparrow import BOX_TERMS, CHAIN_MARGIN, DET_TERMS, MASK_TERMS, _follow_box
+from sparrow.models.sparrow import BOX_TERMS, CHAIN_MARGIN, DET_TERMS, MASK_TERMS, _follow
 from sparrow.models.tokenizer import IGNORE_INDEX
 from sparrow.structures.boxes import masks_to_boxes
 
@@ -519,7 +519,11 @@ def _decoded(mask: torch.Tensor, score: float) -> MaskDecoderOutput:
     return MaskDecoderOutput(logits, torch.ones(1, 1), torch.tensor([[score]]), torch.zeros(1, 8))
 
 
-def test_follow_box_is_the_widened_box_of_the_mask() -> None:
+def _follow_box(out: MaskDecoderOutput, box: torch.Tensor | None) -> torch.Tensor | None:
+    return _follow(out, box, None, with_mask=False)[0]
+
+
+def test_follow_is_the_widened_box_of_the_mask_and_the_mask() -> None:
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[4:12, 8:16] = True  # x 8..15, y 4..11 on the 32-cell grid: xyxy (0.25, 0.125, 0.5, 0.375)
     previous = torch.tensor([[0.5, 0.5, 0.1, 0.1]])
@@ -528,6 +532,11 @@ def test_follow_box_is_the_widened_box_of_the_mask() -> None:
     assert torch.allclose(follow, torch.tensor([[0.375, 0.25, w, h]]), atol=1e-6)
     assert _follow_box(_decoded(mask, -1.0), previous) is previous  # absent: keep the last box
     assert _follow_box(_decoded(torch.zeros_like(mask), 2.0), previous) is previous  # empty mask
+    last = torch.ones(1, 1, 32, 32)
+    box, prompt = _follow(_decoded(mask, 2.0), previous, last, with_mask=True)
+    assert torch.allclose(box, follow) and prompt.shape == (1, 1, 32, 32)
+    assert torch.equal(prompt[0, 0].bool(), mask)
+    assert _follow(_decoded(mask, -1.0), previous, last, with_mask=True) == (previous, last)
     mask[:, :] = True  # widening is clipped to the image
     assert torch.allclose(_follow_box(_decoded(mask, 2.0), None), torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
 
@@ -539,7 +548,8 @@ def test_chain_propagation_prompts_each_frame_with_the_previous_frames_box(monke
     monkeypatch.setattr(model.sam2, "propagate", lambda *a, **k: pytest.fail("memory used in chain"))
     prompts: list[torch.Tensor] = []
 
-    def decode(features, *, boxes, seg_embeddings):  # the object moves 2 cells right per call
+    def decode(features, *, boxes, seg_embeddings, mask_prompts):  # the object moves 2 cells right per call
+        assert mask_prompts is None  # chain_mask_prompt off
         prompts.append(boxes)
         mask = torch.zeros(32, 32, dtype=torch.bool)
         x = 2 * len(prompts)
@@ -569,3 +579,73 @@ def test_chain_propagation_prompts_each_frame_with_the_previous_frames_box(monke
     ]
     for got, want in zip(prompts, wanted, strict=True):
         assert torch.allclose(got, want)
+
+
+def test_chain_mask_prompt_follows_the_previous_mask(monkeypatch) -> None:
+    model = tiny(["propagation=chain", "chain_mask_prompt=true"]).eval()
+    pixels = model.processor.sam_inputs(clip()[0])
+    given: list[torch.Tensor | None] = []
+
+    def decode(features, *, boxes, seg_embeddings, mask_prompts):  # a square 2 cells right per call
+        given.append(mask_prompts)
+        mask = torch.zeros(32, 32, dtype=torch.bool)
+        mask[10:14, 2 * len(given) : 2 * len(given) + 4] = True
+        return _decoded(mask, 1.0 if len(given) != 3 else -1.0)  # absent on the third call
+
+    monkeypatch.setattr(model.sam2, "decode", decode)
+    box = torch.tensor([[0.3, 0.4, 0.2, 0.2]])
+    list(model.propagate(pixels, 3, box=box, seg_embedding=torch.randn(1, 1, model.sam2.prompt_dim)))
+    columns = [None if m is None else m[0, 0].any(dim=0).nonzero()[:, 0].tolist() for m in given]
+    square = [list(range(2 * call, 2 * call + 4)) for call in range(8)]
+    # key frame 3 (call 1) without; frames 4-7: the previous call's mask, the absent call 3 skipped;
+    # frame 2 restarts from the key frame's mask
+    assert columns == [None, square[1], square[2], square[2], square[4], square[1], square[6], square[7]]
+
+
+def test_chain_training_prompts_each_frame_from_the_previous_frames_truth(monkeypatch) -> None:
+    model = tiny(["propagation=chain", "chain_mask_prompt=true", "box_teacher_forcing=0"]).eval()
+    model.set_stage(1)  # mask terms only: every decode call is a [SEG] pair
+    batch = make_batch(model)
+    assert batch.key_frames.tolist() == [0, 0, 0]
+    calls: list[dict] = []
+    real_decode = model.sam2.decode
+
+    def decode(features, **prompts):
+        calls.append(prompts)
+        return real_decode(features, **prompts)
+
+    monkeypatch.setattr(model.sam2, "decode", decode)
+    memory = model.sam2.model.memory_attention
+    monkeypatch.setattr(memory, "forward", lambda *a, **k: pytest.fail("memory used in chain training"))
+    out = model(batch)
+    assert torch.isfinite(out.loss)
+    keyed, chained = calls  # key frames first, then every other supervised frame
+    # one key frame per [SEG], prompted as at inference (stage 1: [SEG] alone, no box branch)
+    assert keyed.get("mask_prompts") is None and keyed["boxes"] is None
+    assert keyed["seg_embeddings"].shape[0] == 3
+    # The chained rows in pair order: [SEG] 0 on frames 1..7, [SEG] 1 and 2 on the supervised 2, 5, 7.
+    sources = [(0, f - 1) for f in range(1, 8)] + [(j, f) for j in (1, 2) for f in (0, 2, 5)]
+    truth = torch.stack([batch.seg_masks[j, f] for j, f in sources])
+    assert truth.flatten(1).any(dim=1).all()  # the toy objects are visible on every frame
+    xyxy = masks_to_boxes(truth) / truth.shape[-1]
+    size = (xyxy[:, 2:] - xyxy[:, :2]).repeat(1, 2)
+    widened = (xyxy + CHAIN_MARGIN * size * torch.tensor([-1.0, -1.0, 1.0, 1.0])).clamp(0, 1)
+    centre, wh = (widened[:, :2] + widened[:, 2:]) / 2, widened[:, 2:] - widened[:, :2]
+    assert torch.allclose(chained["boxes"], torch.cat([centre, wh], dim=1), atol=1e-6)
+    prompts = chained["mask_prompts"]
+    assert prompts.shape == (len(sources), 1, 32, 32)
+    coarse = torch.nn.functional.interpolate(truth[:, None].float(), size=(32, 32), mode="area") >= 0.5
+    assert torch.equal(prompts.bool(), coarse)
+
+
+def test_mask_prompt_enters_the_decoder() -> None:
+    model = tiny().eval()
+    features = model.sam2.image_features(model.processor.sam_inputs(clip()[0][:2]))
+    box = torch.tensor([[0.5, 0.5, 0.4, 0.4]] * 2)
+    plain = model.sam2.decode(features, boxes=box).mask_logits
+    masks = torch.zeros(2, 1, 32, 32)
+    masks[:, :, 4:12, 4:12] = 1.0
+    prompted = model.sam2.decode(features, boxes=box, mask_prompts=masks).mask_logits
+    assert not torch.allclose(plain, prompted)
+    with pytest.raises(ValueError, match=r"mask_prompts must be \(N, 1, 32, 32\)"):
+        model.sam2.decode(features, boxes=box, mask_prompts=masks[:, :, :16, :16])

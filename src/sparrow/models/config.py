@@ -232,7 +232,9 @@ class CheckpointConfig:
 class SparrowConfig:
     """The whole model. ``box_prompt`` / ``tsf.mode`` / ``propagation`` are the paper's switches
     (``propagation: chain`` is ours: :meth:`SparrowModel.propagate
-    <sparrow.models.sparrow.SparrowModel.propagate>`; it trains like ``framewise``).
+    <sparrow.models.sparrow.SparrowModel.propagate>`; it trains teacher-forced, each supervised frame
+    prompted from the ground truth of the frame before it). ``chain_mask_prompt``: ``chain`` also
+    gives SAM2 the previous frame's mask as its dense mask prompt (MaskTrack style; ours).
 
     ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
     no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny); stage
@@ -258,6 +260,7 @@ class SparrowConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     box_prompt: bool = True
     propagation: Propagation = "video"
+    chain_mask_prompt: bool = False
     l2v_hidden: int | None = None
     train_from_scratch: bool = False
     seg_prompt_norm: bool = False

@@ -450,6 +450,7 @@ class Sam2Adapter(nn.Module):
         *,
         boxes: Tensor | None = None,
         seg_embeddings: Tensor | None = None,
+        mask_prompts: Tensor | None = None,
     ) -> MaskDecoderOutput:
         """SAM2 prompt encoder + mask decoder on single frames (single-mask output).
 
@@ -458,12 +459,24 @@ class Sam2Adapter(nn.Module):
             boxes: ``(N, 4)`` normalised ``cxcywh`` box prompt, or ``None``.
             seg_embeddings: ``(N, k, prompt_dim)`` extra sparse prompt tokens (the projected
                 ``[SEG]``), appended after the box tokens, or ``None``.
+            mask_prompts: ``(N, 1, S/4, S/4)`` float dense mask prompt in ``[0, 1]`` on SAM2's
+                mask-prompt grid (e.g. the target's mask on the previous frame), through SAM2's
+                mask-prompt encoder; it takes the place of the filled box of :attr:`box_mask_prompt`
+                (or of the "no mask" embedding). ``None``: no mask prompt.
 
-        With neither prompt, SAM2's "not a point" token is the only prompt.
+        With no prompt at all, SAM2's "not a point" token is the only prompt.
         Differentiable w.r.t. ``features``, ``boxes``, ``seg_embeddings`` and the decoder weights.
         """
         image = features.image_embeddings
         sparse, dense = self._prompt_embeddings(image, boxes, seg_embeddings)
+        if mask_prompts is not None:
+            side = 4 * image.shape[-1]
+            if mask_prompts.shape != (image.shape[0], 1, side, side):
+                raise ValueError(
+                    f"mask_prompts must be (N, 1, {side}, {side}) with N = {image.shape[0]}, "
+                    f"got {tuple(mask_prompts.shape)}"
+                )
+            dense = self.model.prompt_encoder.mask_embed(mask_prompts.to(image.dtype))
         return self._run_decoder(
             image + self.model.no_memory_embedding.view(1, -1, 1, 1),
             features.high_res_features,

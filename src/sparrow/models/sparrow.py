@@ -607,12 +607,76 @@ class SparrowModel(nn.Module):
             mask_logits, scores = self._track_pairs(batch, features, row_of, pairs, seg_prompts, box_prompts)
             return pairs, mask_logits, scores
         j = pairs[:, 0]
-        decoded = self.sam2.decode(
-            features.select(row_of[batch.seg_sample[j] * batch.sam_frames.shape[1] + pairs[:, 1]]),
-            boxes=None if box_prompts is None else box_prompts[j],
-            seg_embeddings=None if seg_prompts is None else seg_prompts[j][:, None],
-        )
+        frames = features.select(row_of[batch.seg_sample[j] * batch.sam_frames.shape[1] + pairs[:, 1]])
+        boxes = None if box_prompts is None else box_prompts[j]
+        seg = None if seg_prompts is None else seg_prompts[j][:, None]
+        if self.config.propagation == "chain":
+            return pairs, *self._chain_pairs(batch, frames, pairs, boxes, seg)
+        decoded = self.sam2.decode(frames, boxes=boxes, seg_embeddings=seg)
         return pairs, decoded.mask_logits, decoded.object_score_logits
+
+    def _chain_pairs(
+        self,
+        batch: SparrowBatch,
+        frames: Sam2Features,
+        pairs: Tensor,
+        boxes: Tensor | None,
+        seg: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Teacher-forced ``chain`` decoding of the supervised pairs ``pairs`` ``(N, 2)`` (``[SEG] j``,
+        SAM frame) on their ``frames`` (``N`` rows): mask logits ``(N, 1, S/4, S/4)``, object scores ``(N, 1)``.
+
+        Each pair gets the prompts :meth:`propagate` would give it had every earlier frame of its
+        direction been segmented exactly: the nearest frame between it and its sample's key frame
+        (the key frame included; supervised frames only) where the target's ground-truth mask is not
+        empty lends its box, widened by :data:`CHAIN_MARGIN` per side (jittered in training), and with
+        ``config.chain_mask_prompt`` its mask on SAM2's mask-prompt grid. The key frame, and frames
+        with no such earlier frame, are decoded like the key frame: ``boxes`` ``(N, 4)`` / ``None``.
+        ``seg``: ``(N, 1, prompt_dim)`` or ``None``, every pair.
+        """
+        key_frames = batch.key_frames.tolist()
+        samples = batch.seg_sample.tolist()
+        supervised = batch.supervised.tolist()
+        filled = batch.seg_masks.flatten(2).any(dim=2).tolist()  # (n_seg, T_sam)
+        sources: list[int] = []
+        for j, f in pairs.tolist():
+            b = samples[j]
+            key = key_frames[b]
+            step = 1 if f > key else -1
+            earlier = range(f - step, key - step, -step) if f != key else range(0)
+            sources.append(next((g for g in earlier if (g == key or supervised[b][g]) and filled[j][g]), -1))
+        source = torch.tensor(sources, device=pairs.device)
+        follow = source >= 0
+        keyed = ~follow
+        n = pairs.shape[0]
+        mask_logits = frames.image_embeddings.new_zeros(n, 1, *frames.high_res_features[0].shape[-2:])
+        scores = frames.image_embeddings.new_zeros(n, 1)
+        if bool(keyed.any()):
+            out = self.sam2.decode(
+                frames.select(keyed),
+                boxes=None if boxes is None else boxes[keyed],
+                seg_embeddings=None if seg is None else seg[keyed],
+            )
+            mask_logits[keyed], scores[keyed] = out.mask_logits, out.object_score_logits
+        if bool(follow.any()):
+            previous = batch.seg_masks[pairs[follow, 0], source[follow]]  # (n, S, S) bool
+            xyxy = masks_to_boxes(previous).to(frames.image_embeddings.dtype) / previous.shape[-1]
+            chain_boxes = _widen_boxes(xyxy)
+            if self.training:
+                chain_boxes = _jitter_boxes(chain_boxes)
+            prompts = None
+            if self.config.chain_mask_prompt:
+                side = mask_logits.shape[-1]
+                grid = F.interpolate(previous[:, None].float(), size=(side, side), mode="area")
+                prompts = (grid >= 0.5).to(mask_logits.dtype)
+            out = self.sam2.decode(
+                frames.select(follow),
+                boxes=chain_boxes,
+                seg_embeddings=None if seg is None else seg[follow],
+                mask_prompts=prompts,
+            )
+            mask_logits[follow], scores[follow] = out.mask_logits, out.object_score_logits
+        return mask_logits, scores
 
     def _track_pairs(
         self,
@@ -805,17 +869,20 @@ class SparrowModel(nn.Module):
             return
         n = len(pixel_values)
         follow = self.config.propagation == "chain"
-        start = box  # the box each direction starts from
+        with_mask = follow and self.config.chain_mask_prompt
+        start: tuple[Tensor | None, Tensor | None] = (box, None)  # where each direction starts
         for i, order in enumerate(([key_frame], range(key_frame + 1, n), range(key_frame - 1, -1, -1))):
-            current = start
+            current, mask = start
             for t in order:
                 features = self.sam2.image_features(pixel_values[t][None])
-                out = self.sam2.decode(features, boxes=current, seg_embeddings=seg_embedding)
+                out = self.sam2.decode(
+                    features, boxes=current, seg_embeddings=seg_embedding, mask_prompts=mask
+                )
                 yield t, out.mask_logits, out.object_score_logits
                 if follow:
-                    current = _follow_box(out, current)
+                    current, mask = _follow(out, current, mask, with_mask=with_mask)
             if i == 0:
-                start = current
+                start = (current, mask)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -837,23 +904,27 @@ CHAIN_MARGIN = 0.25
 """How much ``chain`` propagation widens the previous mask's box on each side, as a share of its size."""
 
 
-def _follow_box(out: MaskDecoderOutput, box: Tensor | None) -> Tensor | None:
-    """The ``chain`` box after a decoded frame: the box of its mask (low-res logits > 0), widened by
-    :data:`CHAIN_MARGIN` per side and clipped to the image, as ``(1, 4)`` normalised ``cxcywh``; ``box``
-    unchanged where the target is absent (object score <= 0 or empty mask)."""
-    mask = out.mask_logits[0, 0] > 0
-    if float(out.object_score_logits.reshape(())) <= 0 or not bool(mask.any()):
-        return box
-    side = mask.shape[-1]
-    ys, xs = mask.nonzero(as_tuple=True)
-    x0, x1 = xs.min().float() / side, (xs.max().float() + 1) / side
-    y0, y1 = ys.min().float() / side, (ys.max().float() + 1) / side
-    w, h = x1 - x0, y1 - y0
-    xyxy = torch.stack(
-        [x0 - CHAIN_MARGIN * w, y0 - CHAIN_MARGIN * h, x1 + CHAIN_MARGIN * w, y1 + CHAIN_MARGIN * h]
-    )
-    xyxy = xyxy.clamp(0.0, 1.0)[None].to(out.mask_logits.dtype)
-    return box_convert(xyxy, "xyxy", "cxcywh")
+def _widen_boxes(xyxy: Tensor) -> Tensor:
+    """Normalised ``xyxy`` boxes ``(N, 4)`` widened by :data:`CHAIN_MARGIN` of their size on every side
+    and clipped to the image -> ``(N, 4)`` normalised ``cxcywh``."""
+    size = (xyxy[:, 2:] - xyxy[:, :2]).repeat(1, 2)
+    widened = xyxy + CHAIN_MARGIN * size * xyxy.new_tensor([-1.0, -1.0, 1.0, 1.0])
+    return box_convert(widened.clamp(0.0, 1.0), "xyxy", "cxcywh")
+
+
+def _follow(
+    out: MaskDecoderOutput, box: Tensor | None, mask: Tensor | None, *, with_mask: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """The ``chain`` prompts after a decoded frame: the box of its mask (low-res logits > 0) widened
+    by :func:`_widen_boxes` as ``(1, 4)`` normalised ``cxcywh``, and with ``with_mask`` that mask as a
+    ``(1, 1, S/4, S/4)`` float mask prompt (else ``None``); ``box`` and ``mask`` unchanged where the
+    target is absent (object score <= 0 or empty mask)."""
+    region = out.mask_logits[:, 0] > 0  # (1, S/4, S/4)
+    if float(out.object_score_logits.reshape(())) <= 0 or not bool(region.any()):
+        return box, mask
+    dtype = out.mask_logits.dtype
+    xyxy = masks_to_boxes(region).to(dtype) / region.shape[-1]
+    return _widen_boxes(xyxy), (region[:, None].to(dtype) if with_mask else None)
 
 
 def _seg_box_pairs(input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
