@@ -42,14 +42,20 @@ def test_bundled_recipes_load() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).parents[2] / "experiments" / "recipes").glob("*.yaml")),
+    [
+        *sorted((Path(__file__).parents[2] / "experiments" / "recipes").glob("*.yaml")),
+        recipes_dir() / "synref_tiny.yaml",
+    ],
     ids=lambda p: p.stem,
 )
-def test_experiment_recipes_load_and_their_overrides_are_valid(path: Path) -> None:
-    """The recipes docs/training.md reproduces its measurements with stay in step with the code."""
+def test_sparrow_recipes_load_and_their_model_overrides_are_valid(path: Path) -> None:
+    """The bundled model's recipe and those docs/training.md reproduces its measurements with stay
+    in step with the code: the recipe-wide model overrides and every stage's, applied in order."""
     recipe = load_recipe(path)
-    assert recipe.stages
-    load_config(recipe.model.preset, recipe.model.overrides)  # unknown keys are a ConfigError
+    assert recipe.task == "sparrow" and recipe.stages
+    config = load_config(recipe.model.preset, recipe.model.overrides)  # unknown keys: ConfigError
+    for stage in recipe.stages:
+        config = config.replace(stage.model)
 
 
 def test_defaults_are_the_papers() -> None:
