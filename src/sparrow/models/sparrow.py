@@ -852,8 +852,9 @@ class SparrowModel(nn.Module):
         ``chain``: decode every frame on its own with the ``[SEG]`` and a box that follows the target:
         the key frame's box there, then on each frame the box of the previous frame's mask, widened
         by :data:`CHAIN_MARGIN` of its size on every side (while the target is absent -- object
-        score <= 0 or an empty mask -- the last box is kept). Each direction starts again from the
-        key frame's mask.
+        score <= 0 or an empty mask -- the last box is kept); with ``config.chain_mask_prompt`` the
+        previous frame's mask also enters as SAM2's dense mask prompt (kept likewise). Each direction
+        starts again from the key frame's mask.
 
         Args:
             pixel_values: ``(T, 3, S, S)`` SAM2 inputs, or a sequence of ``(3, S, S)`` (streamed).
