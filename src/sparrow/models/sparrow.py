@@ -660,8 +660,7 @@ class SparrowModel(nn.Module):
             mask_logits[keyed], scores[keyed] = out.mask_logits, out.object_score_logits
         if bool(follow.any()):
             previous = batch.seg_masks[pairs[follow, 0], source[follow]]  # (n, S, S) bool
-            xyxy = masks_to_boxes(previous).to(frames.image_embeddings.dtype) / previous.shape[-1]
-            chain_boxes = _widen_boxes(xyxy)
+            chain_boxes = _widen_boxes(_mask_boxes(previous).to(frames.image_embeddings.dtype))
             if self.training:
                 chain_boxes = _jitter_boxes(chain_boxes)
             prompts = None
@@ -924,8 +923,7 @@ def _follow(
     if float(out.object_score_logits.reshape(())) <= 0 or not bool(region.any()):
         return box, mask
     dtype = out.mask_logits.dtype
-    xyxy = masks_to_boxes(region).to(dtype) / region.shape[-1]
-    return _widen_boxes(xyxy), (region[:, None].to(dtype) if with_mask else None)
+    return _widen_boxes(_mask_boxes(region).to(dtype)), (region[:, None].to(dtype) if with_mask else None)
 
 
 def _seg_box_pairs(input_ids: Tensor, box_id: int, seg_id: int) -> Tensor:
@@ -982,9 +980,13 @@ def _key_frame_boxes(batch: SparrowBatch) -> tuple[Tensor, Tensor]:
     """Each ``[SEG]`` target's box on its sample's key frame, from its mask: normalised ``cxcywh``
     ``(n_seg, 4)`` and ``(n_seg,)`` bool, False where the mask is empty there."""
     key_masks = batch.seg_masks[torch.arange(batch.seg_masks.shape[0]), batch.key_frames[batch.seg_sample]]
-    size = tuple(key_masks.shape[-2:])
-    xyxy = torch.as_tensor(normalize_boxes(masks_to_boxes(key_masks), size), device=key_masks.device)
-    return box_convert(xyxy, "xyxy", "cxcywh"), key_masks.flatten(1).any(dim=1)
+    return box_convert(_mask_boxes(key_masks), "xyxy", "cxcywh"), key_masks.flatten(1).any(dim=1)
+
+
+def _mask_boxes(masks: Tensor) -> Tensor:
+    """Tight boxes of bool masks ``(N, H, W)`` as normalised ``xyxy`` ``(N, 4)`` float32 on their device
+    (``masks_to_boxes``' pixel-extent convention; empty masks give zeros)."""
+    return normalize_boxes(masks_to_boxes(masks), tuple(masks.shape[-2:]))
 
 
 def _jitter_boxes(boxes: Tensor, noise: float = 0.1) -> Tensor:
