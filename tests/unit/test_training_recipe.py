@@ -168,3 +168,33 @@ def test_dump_round_trips(tmp_path: Path) -> None:
     recipe = load_recipe("toy")
     again = recipe_from_dict(yaml.safe_load(dump_recipe(recipe)))
     assert again == recipe
+
+
+def test_ablation_arms_train_the_papers_three_stages() -> None:
+    """`make ablation` turns the bundled recipe into each arm's with --set: every arm trains stages 0-2
+    at the same reduced budget (not the bundled recipe's extra `chain` stage), the switches per arm."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
+    try:
+        from synref_ablation import ARMS, recipe_overrides
+    finally:
+        sys.path.pop(0)
+    steps = None
+    for arm in ARMS:
+        recipe = load_recipe("synref_tiny", recipe_overrides(arm))
+        configs = [load_config(recipe.model.preset, recipe.model.overrides)]
+        for stage in recipe.stages:
+            configs.append(configs[-1].replace(stage.model))
+        config = configs[-1]
+        kinds = [s.stage for s in recipe.stages]
+        assert kinds == ([0, 1, 2] if config.box_prompt else [0, 1, 1]), arm.name
+        assert config.propagation == "video", arm.name
+        assert config.box_prompt == (arm.name in ("box", "full", "full_tsf_infer")), arm.name
+        tsf_trained = configs[2].tsf.mode != "off"  # in stage 1 (TSF injection)
+        assert tsf_trained == (arm.name in ("tsf", "full", "full_tsf_infer")), arm.name
+        assert config.tsf.mode == "off", arm.name  # the last stage trains without TSF in every arm
+        budget = [s.steps for s in recipe.stages]
+        assert steps is None or budget == steps
+        steps = budget
+    assert steps == [1000, 500, 1000]
