@@ -66,6 +66,7 @@ VARIANTS = (
     ("words_x_features_and_pixels@0.5", "words", "pixels", 0.5),
     ("words_x_features_and_pixels", "words", "pixels", 1.0),
     ("llm_query_x_features_and_fine_maps", "llm", "fine", 1.0),
+    ("llm_question_x_features_and_fine_maps", "llm_question", "fine", 1.0),
 )
 
 
@@ -77,7 +78,8 @@ class Item:
     ``pixels`` ``(K, 8*8*3 + 2*4*4*3)`` RoI crops of ImageNet-normalised pixels (key frame, then two
     later SAM frames minus the key frame), ``fine`` ``(K, F)`` the crops the filtration head takes of
     SAM2's fine feature maps with ``filtration.fine_features``; ``box_hidden`` ``(1, D)`` the LLM's
-    hidden state of the ``[BOX]`` token; ``label`` the proposal holding the referent (IoU >= 0.5) or
+    hidden state of the ``[BOX]`` token; ``question_hidden`` ``(L, D)`` its hidden states of the
+    question's word tokens (the prompt's tokens other than the special ones); ``label`` the proposal holding the referent (IoU >= 0.5) or
     -1; ``model_pick`` the model's filtration choice.
     """
 
@@ -90,6 +92,7 @@ class Item:
     pixels: Tensor
     fine: Tensor
     box_hidden: Tensor
+    question_hidden: Tensor
     label: int
     model_pick: int
 
@@ -122,6 +125,7 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
         )
         hidden, _ = decoder_hidden(model.llm, embeds, batch.attention_mask)
         box_hidden = hidden[batch.input_ids == ids.box][:1].float()
+        question = model.question_tokens(batch)[0]
         filtration, _ = model.select_boxes(box_hidden, sam_features)
         pick = int(filtration.selected[0])
         key_crop = roi_crops(key_frame, boxes[None], 4)[0]
@@ -140,6 +144,7 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
                 pixels=torch.cat([roi_crops(key_frame, boxes[None], 8)[0], *later], dim=1),
                 fine=fine_crops(sam_features.high_res_features, boxes[None].float())[0],
                 box_hidden=box_hidden.clone(),
+                question_hidden=hidden[0, question].float().clone(),
                 label=label,
                 model_pick=pick,
             )
@@ -148,8 +153,9 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
 
 
 class ProbeMatcher(nn.Module):
-    """The filtration head queried with the mean of learned word embeddings (``query="words"``) or a
-    linear projection of the frozen ``[BOX]`` state (``query="llm"``); optionally the proposals'
+    """The filtration head queried with the mean of learned word embeddings (``query="words"``), a
+    linear projection of the frozen ``[BOX]`` state (``query="llm"``), or that plus an attention-pooled
+    projection of the frozen states of the question's words (``query="llm_question"``); optionally the proposals'
     features get an MLP of one of their crop descriptors (``pixels`` or ``fine``) added."""
 
     def __init__(
@@ -167,6 +173,8 @@ class ProbeMatcher(nn.Module):
         self.crops = crops
         self.words = nn.EmbeddingBag(len(vocab) + 1, 64, mode="mean")  # last row: unknown word
         self.projection = nn.Linear(hidden_dim, 64)
+        self.token_projection = nn.Linear(hidden_dim, 64)
+        self.token_attention = nn.Linear(hidden_dim, 1)
         self.appearance = None if crops is None else MLP(crop_dim, 128, feature_dim, 2)
         self.head = FiltrationHead(64, feature_dim, 64, refine=False)
 
@@ -174,6 +182,10 @@ class ProbeMatcher(nn.Module):
         """``(K,)`` scores of the item's proposals."""
         if self.query == "llm":
             query = self.projection(item.box_hidden)
+        elif self.query == "llm_question":  # [BOX] state + attention-pooled question-word states
+            weights = self.token_attention(item.question_hidden).softmax(dim=0)
+            pooled = (weights * self.token_projection(item.question_hidden)).sum(dim=0, keepdim=True)
+            query = self.projection(item.box_hidden) + pooled
         else:
             query = self.words(torch.tensor([[self.vocab.get(w, len(self.vocab)) for w in item.words]]))
         features = item.features

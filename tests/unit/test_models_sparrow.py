@@ -488,6 +488,20 @@ def test_fine_features_reach_the_filtration_head_in_training_and_inference() -> 
     assert prompts.filtration.scores.shape == (2, model.config.proposer.top_k)
 
 
+def test_question_tokens_are_the_prompts_words() -> None:
+    model = tiny()
+    batch = make_batch(model)
+    tok = model.tokenizer
+    positions = model.question_tokens(batch)
+    assert positions.shape == batch.input_ids.shape and positions.dtype == torch.bool
+    newline = set(tok.tokenizer.encode("\n").ids)
+    for row, question in enumerate((QUESTION, CAPTION_QUESTION, BOX_QUESTION)):
+        assert not (positions[row] & (batch.labels[row] != -100)).any()  # never an answer token
+        assert not (positions[row] & ~batch.attention_mask[row].bool()).any()  # never padding
+        ids = [i for i in batch.input_ids[row, positions[row]].tolist() if i not in newline]
+        assert ids == tok.tokenizer.encode(question, add_special_tokens=False).ids  # in order, all
+
+
 def test_word_decoder_reconstructs_the_question_from_the_filtration_query() -> None:
     model = tiny(["filtration.word_decoder=true"])
     assert tiny().filtration.word_decoder is None  # off in the preset: the paper's head

@@ -565,16 +565,21 @@ class SparrowModel(nn.Module):
             filtration=filtration,
         )
 
-    def _question_words(self, batch: SparrowBatch) -> Tensor:
-        """``(B, V)`` bool bag of each sample's question tokens: the prompt's ids (label ignored, not
-        padding) other than the special ones (chat, grounding, ``<video>`` / ``<tsf>``); the template's
-        newline stays, a word common to every bag."""
+    def question_tokens(self, batch: SparrowBatch) -> Tensor:
+        """``(B, L)`` bool: the positions of each sample's question words, the prompt's tokens (label
+        ignored, not padding) other than the special ones (chat, grounding, ``<video>`` / ``<tsf>``);
+        the template's newline stays."""
         ids = batch.input_ids
         special = torch.tensor(
             [i for i in vars(self._tok().ids).values() if i is not None], device=ids.device
         )
-        prompt = (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool() & ~torch.isin(ids, special)
-        rows, cols = prompt.nonzero(as_tuple=True)
+        return (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool() & ~torch.isin(ids, special)
+
+    def _question_words(self, batch: SparrowBatch) -> Tensor:
+        """``(B, V)`` bool bag of each sample's question tokens (:meth:`question_tokens`); the
+        template's newline is a word common to every bag."""
+        ids = batch.input_ids
+        rows, cols = self.question_tokens(batch).nonzero(as_tuple=True)
         vocab = self.filtration.word_decoder.out_features
         words = torch.zeros(ids.shape[0], vocab, dtype=torch.bool, device=ids.device)
         words[rows, ids[rows, cols]] = True
