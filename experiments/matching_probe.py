@@ -78,9 +78,9 @@ class Item:
     ``pixels`` ``(K, 8*8*3 + 2*4*4*3)`` RoI crops of ImageNet-normalised pixels (key frame, then two
     later SAM frames minus the key frame), ``fine`` ``(K, F)`` the crops the filtration head takes of
     SAM2's fine feature maps with ``filtration.fine_features``; ``box_hidden`` ``(1, D)`` the LLM's
-    hidden state of the ``[BOX]`` token; ``question_hidden`` ``(L, D)`` its hidden states of the
-    question's word tokens (the prompt's tokens other than the special ones); ``label`` the proposal holding the referent (IoU >= 0.5) or
-    -1; ``model_pick`` the model's filtration choice.
+    hidden state of the ``[BOX]`` token; ``question_hidden`` ``(L, D)`` its hidden states at the
+    question's words (``SparrowModel.question_tokens``); ``label`` the proposal holding the referent
+    (IoU >= 0.5) or -1; ``model_pick`` the model's filtration choice.
     """
 
     words: list[str]
@@ -154,9 +154,10 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
 
 class ProbeMatcher(nn.Module):
     """The filtration head queried with the mean of learned word embeddings (``query="words"``), a
-    linear projection of the frozen ``[BOX]`` state (``query="llm"``), or that plus an attention-pooled
-    projection of the frozen states of the question's words (``query="llm_question"``); optionally the proposals'
-    features get an MLP of one of their crop descriptors (``pixels`` or ``fine``) added."""
+    linear projection of the frozen ``[BOX]`` state (``query="llm"``), or that plus an
+    attention-pooled projection of the frozen states at the question's words
+    (``query="llm_question"``); optionally the proposals' features get an MLP of one of their crop
+    descriptors (``pixels`` or ``fine``) added."""
 
     def __init__(
         self,

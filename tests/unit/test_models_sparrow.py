@@ -496,7 +496,7 @@ def test_question_tokens_are_the_prompts_words() -> None:
     assert positions.shape == batch.input_ids.shape and positions.dtype == torch.bool
     newline = set(tok.tokenizer.encode("\n").ids)
     for row, question in enumerate((QUESTION, CAPTION_QUESTION, BOX_QUESTION)):
-        assert not (positions[row] & (batch.labels[row] != -100)).any()  # never an answer token
+        assert not (positions[row] & (batch.labels[row] != IGNORE_INDEX)).any()  # never an answer token
         assert not (positions[row] & ~batch.attention_mask[row].bool()).any()  # never padding
         ids = [i for i in batch.input_ids[row, positions[row]].tolist() if i not in newline]
         assert ids == tok.tokenizer.encode(question, add_special_tokens=False).ids  # in order, all
