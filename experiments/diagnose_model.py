@@ -229,7 +229,7 @@ def key_frame_prompts(model: SparrowModel, source: ConversationSource, items: in
 
 @torch.no_grad()
 def box_query_spread(model: SparrowModel, source: ConversationSource, items: int) -> dict | None:
-    """Spread of ``box_projection(LLM state at [BOX])`` over the first held-out items (no TSF)."""
+    """Spread of ``box_projection([BOX] state)`` over the first held-out items (no TSF)."""
     ids = model.processor.tokenizer.ids
     queries, videos = [], []
     for i in range(min(items, len(source))):
@@ -240,7 +240,7 @@ def box_query_spread(model: SparrowModel, source: ConversationSource, items: int
             batch.input_ids, model.encode_video(batch.spatial_frames, batch.temporal_frames)
         )
         hidden, _ = decoder_hidden(model.llm, embeds, batch.attention_mask)
-        queries.append(model.box_projection(hidden[batch.input_ids == ids.box][:1])[0])
+        queries.append(model.box_projection(model.box_states(batch, hidden)[:1])[0])
         videos.append(source.conversations[i].video.video_id)
     if len(queries) < 2:
         return None

@@ -77,8 +77,8 @@ class Item:
     ``features`` ``(K, D)``, ``boxes`` ``(K, 4)`` normalised cxcywh, ``logits`` ``(K,)``,
     ``pixels`` ``(K, 8*8*3 + 2*4*4*3)`` RoI crops of ImageNet-normalised pixels (key frame, then two
     later SAM frames minus the key frame), ``fine`` ``(K, F)`` the crops the filtration head takes of
-    SAM2's fine feature maps with ``filtration.fine_features``; ``box_hidden`` ``(1, D)`` the LLM's
-    hidden state of the ``[BOX]`` token; ``question_hidden`` ``(L, D)`` its hidden states at the
+    SAM2's fine feature maps with ``filtration.fine_features``; ``box_hidden`` ``(1, D)`` the ``[BOX]``
+    state (``SparrowModel.box_states``); ``question_hidden`` ``(L, D)`` its hidden states at the
     question's words (``SparrowModel.question_tokens``); ``label`` the proposal holding the referent
     (IoU >= 0.5) or -1; ``model_pick`` the model's filtration choice.
     """
@@ -124,7 +124,7 @@ def collect(model: SparrowModel, spec: DatasetSpec, limit: int | None) -> list[I
             batch.input_ids, model.encode_video(batch.spatial_frames, batch.temporal_frames)
         )
         hidden, _ = decoder_hidden(model.llm, embeds, batch.attention_mask)
-        box_hidden = hidden[batch.input_ids == ids.box][:1].float()
+        box_hidden = model.box_states(batch, hidden)[:1].float()
         question = model.question_tokens(batch)[0]
         filtration, _ = model.select_boxes(box_hidden, sam_features)
         pick = int(filtration.selected[0])

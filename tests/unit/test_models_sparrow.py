@@ -252,16 +252,15 @@ def test_mismatched_targets_and_missing_box_are_errors(trained_step) -> None:
         model(batch)
 
 
-def test_generate_hidden_states_match_teacher_forcing(monkeypatch) -> None:
-    """Generated [BOX]/[SEG] hidden states are the ones forward() reads at those tokens."""
-    model = tiny(["tsf.mode=off"]).eval()
-    ids = model.tokenizer.ids
-    script = iter([ids.box, ids.seg, ids.p_open, ids.seg, ids.end])
+def _scripted_answer(model: SparrowModel, monkeypatch, script: list[int]):
+    """``model.generate`` on :data:`QUESTION` with its LM made to "say" ``script`` ->
+    ``(answer, prompt ids, video tokens)``."""
+    tokens = iter(script)
     vocab = len(model.tokenizer)
 
-    def scripted_head(hidden: torch.Tensor) -> torch.Tensor:  # makes the LM "say" the script
+    def scripted_head(hidden: torch.Tensor) -> torch.Tensor:
         logits = torch.zeros(hidden.shape[0], vocab)
-        logits[:, next(script)] = 1.0
+        logits[:, next(tokens)] = 1.0
         return logits
 
     monkeypatch.setattr(model.llm, "get_output_embeddings", lambda: scripted_head)
@@ -269,7 +268,16 @@ def test_generate_hidden_states_match_teacher_forcing(monkeypatch) -> None:
     spatial, temporal = model.processor.encoder_inputs(frames)
     video = model.encode_video(spatial[None], temporal[None])
     prompt = model.processor.prompt_ids(QUESTION, with_tsf=False)
-    answer = model.generate(prompt, video, max_new_tokens=8)
+    return model.generate(prompt, video, max_new_tokens=8), prompt, video
+
+
+def test_generate_hidden_states_match_teacher_forcing(monkeypatch) -> None:
+    """Generated [BOX]/[SEG] hidden states are the ones forward() reads at those tokens."""
+    model = tiny(["tsf.mode=off"]).eval()
+    ids = model.tokenizer.ids
+    answer, prompt, video = _scripted_answer(
+        model, monkeypatch, [ids.box, ids.seg, ids.p_open, ids.seg, ids.end]
+    )
     assert answer.token_ids.tolist() == [ids.box, ids.seg, ids.p_open, ids.seg] and answer.stopped
     assert answer.text == "[BOX][SEG]<p>[SEG]"
     full = torch.tensor([prompt + answer.token_ids.tolist()])
@@ -525,6 +533,36 @@ def test_word_decoder_reconstructs_the_question_from_the_filtration_query() -> N
     embeddings = model.llm.get_input_embeddings().weight.grad
     words = list(tok.tokenizer.encode(BOX_QUESTION, add_special_tokens=False).ids)
     assert embeddings[words].abs().sum() > 0  # the term trains the LLM that reads the question
+
+
+def test_question_bag_adds_the_questions_mean_word_embedding_to_the_box_state(monkeypatch) -> None:
+    assert "question_bag" not in tiny().parts()  # off in the preset: the paper's [BOX] state
+    model = tiny(["tsf.mode=off", "filtration.question_bag=true"]).eval()
+    tok = model.tokenizer
+    assert not model.question_bag.weight.any()  # zero at the start: a continued model starts as it was
+    model.set_stage(2)
+    assert "question_bag" in _trainable(model)
+    model.set_stage(1)
+    assert "question_bag" not in _trainable(model)
+
+    script = [tok.ids.box, tok.ids.seg, tok.ids.end]
+    plain, prompt, _ = _scripted_answer(model, monkeypatch, script)
+    torch.nn.init.normal_(model.question_bag.weight)
+    bagged, _, _ = _scripted_answer(model, monkeypatch, script)
+    words = set(tok.tokenizer.encode(QUESTION, add_special_tokens=False).ids) | set(
+        tok.tokenizer.encode("\n").ids
+    )
+    expected = model.question_bag.weight[[i for i in prompt if i in words]].mean(dim=0)
+    torch.testing.assert_close(bagged.box_hidden - plain.box_hidden, expected[None], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bagged.seg_hidden, plain.seg_hidden)  # [SEG] is the LLM's alone
+
+    monkeypatch.undo()  # the LM's own head again
+    model.train().set_stage(2)
+    batch = make_batch(model)
+    model(batch).loss.backward()
+    grad = model.question_bag.weight.grad
+    assert grad[tok.tokenizer.encode(BOX_QUESTION, add_special_tokens=False).ids].abs().sum(dim=1).all()
+    assert not grad[[tok.ids.box, tok.ids.seg, tok.ids.video]].any()  # never a question word
 
 
 def _decoded(mask: torch.Tensor, score: float) -> MaskDecoderOutput:

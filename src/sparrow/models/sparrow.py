@@ -10,7 +10,7 @@ Data flow (PAPER 1.1, DESIGN 3)::
            -> temporal enc. -> pool+MLP -+-> <video> tokens --+
     track crops -> spatial enc. + adapter -> mean -> K-means medoids -> <tsf> tokens --+-> LLM
     LLM hidden at [SEG] -> seg MLP -> sparse prompt ------------------------------+
-    LLM hidden at [BOX] -> box MLP -> query -> filtration(proposer(SAM2 key frame)) -> box prompt
+    LLM hidden at [BOX] (+ question bag) -> box MLP -> query -> filtration(proposer(key frame)) -> box prompt
                                                       SAM2 mask decoder(frame features, prompts)
 
 Switches (``config``): ``box_prompt`` (off: the proposer, the filtration head and the ``[BOX]`` MLP
@@ -126,7 +126,7 @@ STAGES: dict[int, StagePlan] = {
     # 2: filtration head and the L->V MLPs, box prompt on (recipes set tsf.mode=off here). From
     # scratch the LLM and the V->L adapters also train: nothing else taught them to put the referent
     # into [BOX] / [SEG] without TSF tokens, and the proposal loss is their most direct signal.
-    2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection"),
+    2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection", "question_bag"),
                  ("sam2", "llm", "spatial_adapter", "temporal_adapter", "proposer"), DET_TERMS),
 }  # fmt: skip
 
@@ -201,7 +201,8 @@ class GeneratedAnswer:
         token_ids: ``(n,)`` int64 generated ids (stop token excluded).
         text: decoded text, grounding tokens kept (``"Sure, <p> x </p> [BOX] [SEG]."``).
         seg_hidden: ``(n_seg, D)`` LLM hidden states at the generated ``[SEG]`` tokens, in order.
-        box_hidden: ``(n_box, D)`` LLM hidden states at the generated ``[BOX]`` tokens, in order.
+        box_hidden: ``(n_box, D)`` ``[BOX]`` states, in order: the LLM hidden states at the generated
+            ``[BOX]`` tokens, plus the prompt's question bag with ``filtration.question_bag``.
         stopped: True if the model ended its answer (False: the token budget ran out).
     """
 
@@ -276,6 +277,9 @@ class SparrowModel(nn.Module):
             fine_channels=self.sam2.high_res_channels if config.filtration.fine_features else (),
             vocab_size=vocab if config.filtration.word_decoder else 0,
         )
+        self.question_bag = nn.Embedding(vocab, width) if config.filtration.question_bag else None
+        if self.question_bag is not None:
+            nn.init.zeros_(self.question_bag.weight)
         self.stage: int | None = None
         if config.dtype != "float32":
             self.to(_DTYPES[config.dtype])
@@ -299,7 +303,8 @@ class SparrowModel(nn.Module):
     # -- structure -------------------------------------------------------------------------------
 
     def parts(self) -> dict[str, nn.Module]:
-        """The named trainable parts (what a training recipe freezes or trains)."""
+        """The named trainable parts (what a training recipe freezes or trains); ``question_bag`` only
+        when the model has one (``filtration.question_bag``)."""
         names = (
             "spatial_encoder",
             "spatial_adapter",
@@ -311,8 +316,9 @@ class SparrowModel(nn.Module):
             "sam2",
             "proposer",
             "filtration",
+            "question_bag",
         )
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     @property
     def processor(self) -> SparrowProcessor:
@@ -430,8 +436,9 @@ class SparrowModel(nn.Module):
         plan = STAGES[stage]
         train = set(plan.trainable) | (set(plan.from_scratch) if self.config.train_from_scratch else set())
         self.requires_grad_(False)
-        for name in train:
-            part = self.parts()[name]
+        parts = self.parts()
+        for name in train & parts.keys():
+            part = parts[name]
             if name == "llm" and self.config.llm.lora is not None and not self.config.train_from_scratch:
                 for param_name, param in part.named_parameters():
                     param.requires_grad_("lora_" in param_name)
@@ -504,7 +511,7 @@ class SparrowModel(nn.Module):
         if need_box:
             per_box = _index_proposals(proposals, batch.box_sample)
             fine_maps = self._fine_maps(features, key_rows[batch.box_sample])
-            query = self.box_projection(hidden[batch.input_ids == ids.box])
+            query = self.box_projection(self.box_states(batch, hidden))
             filtration = self.filtration(query, per_box, fine_maps)
             valid = batch.box_valid
             if bool(valid.any()):
@@ -565,15 +572,36 @@ class SparrowModel(nn.Module):
             filtration=filtration,
         )
 
+    def box_states(self, batch: SparrowBatch, hidden: Tensor) -> Tensor:
+        """``(n_box, D)`` the ``[BOX]`` states of a teacher-forced batch, in order, from the LLM's last
+        hidden states ``hidden`` ``(B, L, D)``: the states at the ``[BOX]`` tokens, plus their
+        sample's question bag with ``filtration.question_bag`` (what :meth:`generate` returns as
+        ``box_hidden``)."""
+        states = hidden[batch.input_ids == self._tok().ids.box]
+        if self.question_bag is None:
+            return states
+        bags = self._question_bag_states(batch.input_ids, self.question_tokens(batch))
+        return states + bags[batch.box_sample].to(states.dtype)
+
     def question_tokens(self, batch: SparrowBatch) -> Tensor:
         """``(B, L)`` bool: the positions of each sample's question words, the prompt's tokens (label
         ignored, not padding) other than the special ones (chat, grounding, ``<video>`` / ``<tsf>``);
         the template's newline stays."""
-        ids = batch.input_ids
+        prompt = (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool()
+        return prompt & ~self._special_tokens(batch.input_ids)
+
+    def _special_tokens(self, ids: Tensor) -> Tensor:
+        """``ids``-shaped bool: the tokenizer's special ids (chat, grounding, ``<video>`` / ``<tsf>``)."""
         special = torch.tensor(
             [i for i in vars(self._tok().ids).values() if i is not None], device=ids.device
         )
-        return (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool() & ~torch.isin(ids, special)
+        return torch.isin(ids, special)
+
+    def _question_bag_states(self, ids: Tensor, words: Tensor) -> Tensor:
+        """``(B, D)``: the mean :attr:`question_bag` embedding of each row's ``words`` (``(B, L)`` bool
+        positions of ``ids`` ``(B, L)``); zero for a row without words."""
+        embedded = self.question_bag(ids) * words[..., None].to(self.question_bag.weight.dtype)
+        return embedded.sum(dim=1) / words.sum(dim=1, keepdim=True).clamp(min=1)
 
     def _question_words(self, batch: SparrowBatch) -> Tensor:
         """``(B, V)`` bool bag of each sample's question tokens (:meth:`question_tokens`); the
@@ -774,11 +802,14 @@ class SparrowModel(nn.Module):
         out = greedy_generate(
             self.llm, embeds, max_new_tokens=max_new_tokens, stop_ids={tok.ids.end, tok.ids.pad}
         )
+        box_hidden = out.hidden[out.token_ids == tok.ids.box]
+        if self.question_bag is not None:  # the prompt is all question: its words are its plain tokens
+            box_hidden = box_hidden + self._question_bag_states(ids, ~self._special_tokens(ids))
         return GeneratedAnswer(
             token_ids=out.token_ids,
             text=tok.decode(out.token_ids.tolist()),
             seg_hidden=out.hidden[out.token_ids == tok.ids.seg],
-            box_hidden=out.hidden[out.token_ids == tok.ids.box],
+            box_hidden=box_hidden,
             stopped=out.stopped,
         )
 
