@@ -26,6 +26,7 @@ model nor the matcher trained on. Picks are reported per expression kind.
     python experiments/matching_probe.py --model default
     python experiments/matching_probe.py --model default --train data/synref/train data/synref/train_hard \
         data/synref/train_big data/synref/train_big_hard
+    python experiments/matching_probe.py --model runs/question_bag/0-filter/final --pick-only  # 1. alone
 """
 
 from __future__ import annotations
@@ -239,6 +240,10 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="+", default=None, choices=[v[0] for v in VARIANTS], help="Train only these matchers."
     )
+    parser.add_argument(
+        "--pick-only", action="store_true",
+        help="Only score the model's own pick on the held-out items (no training items, no matchers).",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SparrowModel.from_pretrained(resolve_model_path(args.model), {"tsf": {"mode": "off"}}).eval()
@@ -248,25 +253,24 @@ def main() -> None:
         if args.train is None
         else [DatasetSpec(name=root.name, root=str(root), split="train") for root in args.train]
     )
-    train = [item for spec in specs for item in collect(model, spec, args.limit)]
+    train = [] if args.pick_only else [item for spec in specs for item in collect(model, spec, args.limit)]
     test = [item for spec in HELD_OUT for item in collect(model, spec, args.limit)]
     print(
         f"collected {len(train)} training and {len(test)} held-out items in {time.time() - start:.0f} s",
         flush=True,
     )
     figures: dict = {
-        "top_k_holds_referent": {
-            "train": round(float(np.mean([i.label >= 0 for i in train])), 3),
-            "held_out": round(float(np.mean([i.label >= 0 for i in test])), 3),
-        }
+        "top_k_holds_referent": {"held_out": round(float(np.mean([i.label >= 0 for i in test])), 3)}
     }
+    if train:
+        figures["top_k_holds_referent"]["train"] = round(float(np.mean([i.label >= 0 for i in train])), 3)
     train = [i for i in train if i.label >= 0]
     test = [i for i in test if i.label >= 0]
     figures["model_pick"] = hits_by_kind([(i.kind, i.model_pick == i.label) for i in test])
     figures["chance"] = round(float(np.mean([1 / len(i.boxes) for i in test])), 3)
     print(json.dumps(figures), flush=True)
     for name, query, crops, fraction in VARIANTS:
-        if args.only is not None and name not in args.only:
+        if args.pick_only or (args.only is not None and name not in args.only):
             continue
         keep = np.random.default_rng(0).permutation(len(train))[: int(fraction * len(train))]  # nested
         subset = [train[j] for j in keep]

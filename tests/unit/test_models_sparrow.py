@@ -535,11 +535,12 @@ def test_word_decoder_reconstructs_the_question_from_the_filtration_query() -> N
     assert embeddings[words].abs().sum() > 0  # the term trains the LLM that reads the question
 
 
-def test_question_bag_adds_the_questions_mean_word_embedding_to_the_box_state(monkeypatch) -> None:
+def test_question_bag_adds_the_questions_encoded_words_to_the_box_state(monkeypatch) -> None:
     assert "question_bag" not in tiny().parts()  # off in the preset: the paper's [BOX] state
     model = tiny(["tsf.mode=off", "filtration.question_bag=true"]).eval()
     tok = model.tokenizer
-    assert not model.question_bag.weight.any()  # zero at the start: a continued model starts as it was
+    bag = model.question_bag
+    assert not bag.out.weight.any() and not bag.out.bias.any()  # a continued model starts as it was
     model.set_stage(2)
     assert "question_bag" in _trainable(model)
     model.set_stage(1)
@@ -547,12 +548,12 @@ def test_question_bag_adds_the_questions_mean_word_embedding_to_the_box_state(mo
 
     script = [tok.ids.box, tok.ids.seg, tok.ids.end]
     plain, prompt, _ = _scripted_answer(model, monkeypatch, script)
-    torch.nn.init.normal_(model.question_bag.weight)
+    torch.nn.init.normal_(bag.out.weight, std=0.1)
     bagged, _, _ = _scripted_answer(model, monkeypatch, script)
     words = set(tok.tokenizer.encode(QUESTION, add_special_tokens=False).ids) | set(
         tok.tokenizer.encode("\n").ids
     )
-    expected = model.question_bag.weight[[i for i in prompt if i in words]].mean(dim=0)
+    expected = bag.out(bag.embedding.weight[[i for i in prompt if i in words]].mean(dim=0))
     torch.testing.assert_close(bagged.box_hidden - plain.box_hidden, expected[None], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(bagged.seg_hidden, plain.seg_hidden)  # [SEG] is the LLM's alone
 
@@ -560,7 +561,7 @@ def test_question_bag_adds_the_questions_mean_word_embedding_to_the_box_state(mo
     model.train().set_stage(2)
     batch = make_batch(model)
     model(batch).loss.backward()
-    grad = model.question_bag.weight.grad
+    grad = bag.embedding.weight.grad
     assert grad[tok.tokenizer.encode(BOX_QUESTION, add_special_tokens=False).ids].abs().sum(dim=1).all()
     assert not grad[[tok.ids.box, tok.ids.seg, tok.ids.video]].any()  # never a question word
 

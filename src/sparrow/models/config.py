@@ -163,10 +163,10 @@ class FiltrationConfig:
     ``word_decoder``: the head also decodes the bag of the question's words from its query, trained
     by the ``query_words`` loss term (not in the paper; off in every preset).
 
-    ``question_bag``: the ``[BOX]`` state that makes the query is the LLM's hidden state plus the mean
-    of a learned embedding of the question's tokens (``SparrowModel.question_bag``, zero at the
-    start, trained with the box branch in stage 2): a path for the words around an LLM that loses
-    them (not in the paper; off in every preset).
+    ``question_bag``: the ``[BOX]`` state that makes the query is the LLM's hidden state plus a
+    bag-of-words encoding of the question (:class:`~sparrow.models.question_bag.QuestionBag`, zero
+    at the start, trained with the box branch in stage 2): a path for the words around an LLM that
+    loses them (not in the paper; off in every preset).
     """
 
     hidden_dim: int = 256

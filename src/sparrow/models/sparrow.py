@@ -54,6 +54,7 @@ from sparrow.models.losses import (
 )
 from sparrow.models.processor import SparrowProcessor
 from sparrow.models.proposer import Proposer, ProposerOutput
+from sparrow.models.question_bag import QuestionBag
 from sparrow.models.sam2 import (
     MaskDecoderOutput,
     Sam2Adapter,
@@ -277,9 +278,7 @@ class SparrowModel(nn.Module):
             fine_channels=self.sam2.high_res_channels if config.filtration.fine_features else (),
             vocab_size=vocab if config.filtration.word_decoder else 0,
         )
-        self.question_bag = nn.Embedding(vocab, width) if config.filtration.question_bag else None
-        if self.question_bag is not None:
-            nn.init.zeros_(self.question_bag.weight)
+        self.question_bag = QuestionBag(vocab, width) if config.filtration.question_bag else None
         self.stage: int | None = None
         if config.dtype != "float32":
             self.to(_DTYPES[config.dtype])
@@ -580,7 +579,7 @@ class SparrowModel(nn.Module):
         states = hidden[batch.input_ids == self._tok().ids.box]
         if self.question_bag is None:
             return states
-        bags = self._question_bag_states(batch.input_ids, self.question_tokens(batch))
+        bags = self.question_bag(batch.input_ids, self.question_tokens(batch))
         return states + bags[batch.box_sample].to(states.dtype)
 
     def question_tokens(self, batch: SparrowBatch) -> Tensor:
@@ -596,12 +595,6 @@ class SparrowModel(nn.Module):
             [i for i in vars(self._tok().ids).values() if i is not None], device=ids.device
         )
         return torch.isin(ids, special)
-
-    def _question_bag_states(self, ids: Tensor, words: Tensor) -> Tensor:
-        """``(B, D)``: the mean :attr:`question_bag` embedding of each row's ``words`` (``(B, L)`` bool
-        positions of ``ids`` ``(B, L)``); zero for a row without words."""
-        embedded = self.question_bag(ids) * words[..., None].to(self.question_bag.weight.dtype)
-        return embedded.sum(dim=1) / words.sum(dim=1, keepdim=True).clamp(min=1)
 
     def _question_words(self, batch: SparrowBatch) -> Tensor:
         """``(B, V)`` bool bag of each sample's question tokens (:meth:`question_tokens`); the
@@ -804,7 +797,7 @@ class SparrowModel(nn.Module):
         )
         box_hidden = out.hidden[out.token_ids == tok.ids.box]
         if self.question_bag is not None:  # the prompt is all question: its words are its plain tokens
-            box_hidden = box_hidden + self._question_bag_states(ids, ~self._special_tokens(ids))
+            box_hidden = box_hidden + self.question_bag(ids, ~self._special_tokens(ids))
         return GeneratedAnswer(
             token_ids=out.token_ids,
             text=tok.decode(out.token_ids.tolist()),
