@@ -334,12 +334,20 @@ def test_stages_freeze_parts_and_choose_the_losses() -> None:
     )  # fmt: skip
     assert out.filtration is not None
 
+    model.set_stage(3)  # ours: the pick alone on the frozen model, no mask decoding
+    assert _trainable(model) == {"filtration", "box_projection"}
+    calls.clear()
+    out = model(batch)
+    assert tuple(out.losses) == BOX_TERMS and out.mask_logits is None and out.filtration is not None
+    assert calls["llm"] == calls["proposer"] == calls["filtration"] == 1 and calls["seg_projection"] == 0
+
     model.set_stage(None)
     assert _trainable(model) == set(model.parts())
     with pytest.raises(ValueError, match="unknown stage"):
-        model.set_stage(3)
-    with pytest.raises(ValueError, match="box_prompt=true"):
-        tiny(["box_prompt=false"]).set_stage(2)
+        model.set_stage(4)
+    for stage in (2, 3):
+        with pytest.raises(ValueError, match="box_prompt=true"):
+            tiny(["box_prompt=false"]).set_stage(stage)
 
 
 def test_stages_from_scratch_and_with_lora() -> None:
@@ -360,6 +368,9 @@ def test_stages_from_scratch_and_with_lora() -> None:
         "proposer",
     }  # fmt: skip
     assert loss_terms(scratch.config, 2) == (*MASK_TERMS, *BOX_TERMS, *DET_TERMS)
+    scratch.set_stage(3)  # the matching stage trains the head alone, from scratch too
+    assert _trainable(scratch) == {"filtration", "box_projection"}
+    assert loss_terms(scratch.config, 3) == BOX_TERMS
     lora = tiny(["train_from_scratch=false", "llm.lora={r: 2, alpha: 4, targets: [q_proj, v_proj]}"])
     lora.set_stage(1)
     trained = {n for n, p in lora.llm.named_parameters() if p.requires_grad}

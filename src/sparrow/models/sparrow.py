@@ -129,6 +129,11 @@ STAGES: dict[int, StagePlan] = {
     # into [BOX] / [SEG] without TSF tokens, and the proposal loss is their most direct signal.
     2: StagePlan((*MASK_TERMS, *BOX_TERMS), ("filtration", "seg_projection", "box_projection", "question_bag"),
                  ("sam2", "llm", "spatial_adapter", "temporal_adapter", "proposer"), DET_TERMS),
+    # 3 (ours, not in the paper): the pick alone on the frozen model: the filtration head, the [BOX]
+    # MLP and the question bag learn which proposal the expression names, with no mask decoding and
+    # no gradient through the LLM, so a step costs a fraction of stage 2's and the head can see
+    # every expression many times (docs/training.md, "What limits the bundled model").
+    3: StagePlan(BOX_TERMS, ("filtration", "box_projection", "question_bag"), ()),
 }  # fmt: skip
 
 
@@ -426,8 +431,8 @@ class SparrowModel(nn.Module):
         """
         if stage is not None and stage not in STAGES:
             raise ValueError(f"unknown stage {stage}; use one of {sorted(STAGES)} or None")
-        if stage == 2 and not self.config.box_prompt:
-            raise ValueError("stage 2 trains the box branch: set box_prompt=true")
+        if stage in (2, 3) and not self.config.box_prompt:
+            raise ValueError(f"stage {stage} trains the box branch: set box_prompt=true")
         self.stage = stage
         if stage is None:
             self.requires_grad_(True)

@@ -155,14 +155,15 @@ class TrainSpec:
 
 @dataclass
 class StageSpec:
-    """One stage of the recipe (PAPER.md 1.3): 0 proposer, 1 TSF injection, 2 filtration.
+    """One stage of the recipe (PAPER.md 1.3): 0 proposer, 1 TSF injection, 2 filtration; and ours,
+    3 matching (the filtration head alone on the frozen model).
 
     ``optim`` / ``batch_size`` override the recipe-wide values for this stage only. ``model``
     overrides keys of the model's config from this stage on (they are saved with the stage's model):
     ``{tsf: {mode: "off"}}`` in stage 2 is the paper's "TSF off" for the filtration stage.
     """
 
-    stage: Literal[0, 1, 2]
+    stage: Literal[0, 1, 2, 3]
     steps: int
     optim: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None

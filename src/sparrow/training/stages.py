@@ -28,6 +28,9 @@ STAGES: dict[int, StageInfo] = {
     2: StageInfo(
         "filter", "filtration head + [BOX] prompt, L->V MLPs; CE + BCE + Dice + proposal BCE (+ box L1/GIoU)"
     ),
+    3: StageInfo(
+        "match", "ours: filtration head, [BOX] MLP, question bag on the frozen model; proposal + box terms"
+    ),
 }
 
 

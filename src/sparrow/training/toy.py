@@ -63,7 +63,9 @@ class ToyModel(nn.Module):
 
     def set_stage(self, stage: int) -> None:
         """Freeze everything but the parts stage ``stage`` trains."""
-        trained = {0: ("proposer",), 1: ("adapter", "seg_head"), 2: ("filter", "seg_head")}[stage]
+        trained = {0: ("proposer",), 1: ("adapter", "seg_head"), 2: ("filter", "seg_head"), 3: ("filter",)}[
+            stage
+        ]
         for name, module in self.named_children():
             module.requires_grad_(name in trained)
         self.stage = stage
@@ -84,7 +86,7 @@ class ToyModel(nn.Module):
             prob = masks.sigmoid()
             dice = 1 - (2 * (prob * batch["mask"]).sum(1) + 1) / (prob.sum(1) + batch["mask"].sum(1) + 1)
             losses["mask_dice"] = 0.5 * dice.mean()
-            if self.stage == 2:
+            if self.stage >= 2:
                 score = self.filter(torch.cat([feats, boxes.detach()], dim=1)).squeeze(1)
                 losses["proposal_bce"] = F.binary_cross_entropy_with_logits(score, batch["selected"])
         return ToyOutput(loss=sum(losses.values()), losses=losses)
