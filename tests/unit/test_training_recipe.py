@@ -123,7 +123,7 @@ def test_relative_roots_become_absolute(tmp_path: Path, monkeypatch: pytest.Monk
         ({"optimm": {}}, "unknown key"),
         ({"optim": {"lr": "fast"}}, "optim.lr"),
         ({"stages": []}, "no stages"),
-        ({"stages": [{"stage": 3, "steps": 5}]}, "stages.stage"),
+        ({"stages": [{"stage": 4, "steps": 5}]}, "stages.stage"),
         ({"stages": [{"stage": 1, "steps": 0}]}, "steps must be >= 1"),
         ({"stages": [{"stage": 1, "steps": 5, "optim": {"lrr": 1}}]}, "unknown key"),
         ({"data": {"train": []}}, "names no dataset"),
