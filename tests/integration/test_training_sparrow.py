@@ -66,6 +66,7 @@ def recipe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"stage": 0, "steps": 20},
             {"stage": 1, "steps": 20},
             {"stage": 2, "steps": 20, "model": {"tsf": {"mode": "off"}}},
+            {"stage": 3, "steps": 20, "batch_size": 2},
         ],
         "checkpoint": {"every": 10, "keep_last": 1},
         "logging": {"progress": False},
@@ -86,43 +87,46 @@ def run(recipe_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = train(load_recipe(recipe_file), out)
     finally:
         torch.set_num_threads(threads)
-    assert [s.steps_run for s in result.stages] == [20, 20, 20]
+    assert [s.steps_run for s in result.stages] == [20, 20, 20, 20]
     return out
 
 
 def test_every_stage_trains_its_losses(run: Path) -> None:
     records = read_metrics(run / "metrics.jsonl")
     steps = [r for r in records if r["kind"] == "train"]
-    assert [(r["stage"], r["step"]) for r in steps] == [(s, i) for s in (0, 1, 2) for i in range(1, 21)]
+    assert [(r["stage"], r["step"]) for r in steps] == [(s, i) for s in (0, 1, 2, 3) for i in range(1, 21)]
     assert all(math.isfinite(r["loss"]) for r in steps)
-    terms = {s: set().union(*(r["losses"] for r in steps if r["stage"] == s)) for s in (0, 1, 2)}
+    terms = {s: set().union(*(r["losses"] for r in steps if r["stage"] == s)) for s in (0, 1, 2, 3)}
     # proposer pretraining (DETR losses) and, the tiny preset training from scratch, SAM2 box -> masklet
     assert terms[0] == {"det_class", "det_l1", "det_giou", "sam_bce", "sam_dice", "sam_object_score"}
     mask_terms = {"lm_ce", "mask_bce", "mask_dice", "object_score"}
     det_terms = {"det_class", "det_l1", "det_giou"}  # from scratch the proposer keeps training
     assert terms[1] == {*mask_terms, *det_terms}
-    assert terms[2] == {*mask_terms, "proposal_bce", "proposal_rank", "box_l1", "box_giou", *det_terms}
+    box_terms = {"proposal_bce", "proposal_rank", "box_l1", "box_giou"}
+    assert terms[2] == {*mask_terms, *box_terms, *det_terms}
+    assert terms[3] == box_terms  # ours: the pick alone on the frozen model
     ce = [r["losses"]["lm_ce"] for r in steps if r["stage"] == 1]
     assert sum(ce[-5:]) < sum(ce[:5])  # the answer template is learnt within 20 steps
     vals = [r for r in records if r["kind"] == "val"]
-    assert len(vals) == 3
+    assert len(vals) == 4
     assert all(0.0 <= v["val/J&F"] <= 1.0 and math.isfinite(v["val/loss"]) for v in vals)
 
 
 @pytest.mark.parametrize(
-    ("index", "stage", "start"), [(0, 0, "init"), (1, 1, "0-proposer/final"), (2, 2, "1-tsf/final")]
+    ("index", "stage", "start"),
+    [(0, 0, "init"), (1, 1, "0-proposer/final"), (2, 2, "1-tsf/final"), (3, 3, "2-filter/final")],
 )
 def test_each_stage_starts_from_the_previous_and_keeps_frozen_parts(
     run: Path, index: int, stage: int, start: str
 ) -> None:
-    names = ["0-proposer", "1-tsf", "2-filter"]
+    names = ["0-proposer", "1-tsf", "2-filter", "3-match"]
     before = SparrowModel.from_pretrained(run / start)
     after = SparrowModel.from_pretrained(run / names[index] / "final")
     before.set_stage(stage)
     frozen = {n for n, p in before.named_parameters() if not p.requires_grad}
     trained = {n for n, p in before.named_parameters() if p.requires_grad}
     assert trained, "set_stage left nothing to train"
-    assert after.config.tsf.mode == ("off" if stage == 2 else "train")  # the stage-2 override is saved
+    assert after.config.tsf.mode == ("off" if stage >= 2 else "train")  # the stage-2 override is saved
     a, b = dict(before.named_parameters()), dict(after.named_parameters())
     assert all(torch.equal(a[n], b[n]) for n in frozen)
     assert any(not torch.equal(a[n], b[n]) for n in trained)
@@ -182,6 +186,6 @@ def test_sigkill_then_resume_continues_the_exact_loss_curve(
     done = _sparrow("train", "--resume", str(out), "--set", "debug.kill_at_step=null")
     assert done.returncode == 0, done.stderr
     assert _curve(out) == _curve(run)
-    a = SparrowModel.from_pretrained(out / "2-filter" / "final").state_dict()
-    b = SparrowModel.from_pretrained(run / "2-filter" / "final").state_dict()
+    a = SparrowModel.from_pretrained(out / "3-match" / "final").state_dict()
+    b = SparrowModel.from_pretrained(run / "3-match" / "final").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

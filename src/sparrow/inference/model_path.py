@@ -9,9 +9,10 @@ from sparrow.errors import CheckpointError
 from sparrow.paths import bundled_model_dir
 
 TRAIN_HINT = (
-    "train it: `sparrow data synref` (see src/sparrow/configs/recipes/synref_tiny.yaml for the two "
-    "commands), then `sparrow train synref_tiny --out runs/synref_tiny`, and pass "
-    "--model runs/synref_tiny/2-filter/final (or copy that folder to {bundled})"
+    "train it: `sparrow data synref` (see src/sparrow/configs/recipes/synref_tiny.yaml for the "
+    "commands), then `sparrow train synref_tiny --out runs/synref_tiny`, and pass --model with the "
+    "last stage's folder, runs/synref_tiny/<index>-<stage>/final, which the training summary prints "
+    "(or copy that folder to {bundled})"
 )
 
 
