@@ -172,7 +172,8 @@ def test_dump_round_trips(tmp_path: Path) -> None:
 
 def test_ablation_arms_train_the_papers_three_stages() -> None:
     """`make ablation` turns the bundled recipe into each arm's with --set: every arm trains stages 0-2
-    at the same reduced budget (not the bundled recipe's extra `chain` stage), the switches per arm."""
+    at the same reduced budget (not the bundled recipe's extra `chain` and matching stages) with the
+    paper's filtration head, the switches per arm."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
@@ -190,6 +191,9 @@ def test_ablation_arms_train_the_papers_three_stages() -> None:
         kinds = [s.stage for s in recipe.stages]
         assert kinds == ([0, 1, 2] if config.box_prompt else [0, 1, 1]), arm.name
         assert config.propagation == "video", arm.name
+        assert not config.filtration.fine_features and not config.filtration.question_bag, (
+            arm.name
+        )  # the paper's head
         assert config.box_prompt == (arm.name in ("box", "full", "full_tsf_infer")), arm.name
         tsf_trained = configs[2].tsf.mode != "off"  # in stage 1 (TSF injection)
         assert tsf_trained == (arm.name in ("tsf", "full", "full_tsf_infer")), arm.name
