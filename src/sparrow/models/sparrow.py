@@ -208,7 +208,8 @@ class GeneratedAnswer:
         text: decoded text, grounding tokens kept (``"Sure, <p> x </p> [BOX] [SEG]."``).
         seg_hidden: ``(n_seg, D)`` LLM hidden states at the generated ``[SEG]`` tokens, in order.
         box_hidden: ``(n_box, D)`` ``[BOX]`` states, in order: the LLM hidden states at the generated
-            ``[BOX]`` tokens, plus the prompt's question bag with ``filtration.question_bag``.
+            ``[BOX]`` tokens, plus the question bag with ``filtration.question_bag`` (of the whole
+            prompt: in a multi-turn chat the earlier turns count too).
         stopped: True if the model ended its answer (False: the token budget ran out).
     """
 
@@ -801,8 +802,11 @@ class SparrowModel(nn.Module):
             self.llm, embeds, max_new_tokens=max_new_tokens, stop_ids={tok.ids.end, tok.ids.pad}
         )
         box_hidden = out.hidden[out.token_ids == tok.ids.box]
-        if self.question_bag is not None:  # the prompt is all question: its words are its plain tokens
-            box_hidden = box_hidden + self.question_bag(ids, ~self._special_tokens(ids))
+        if self.question_bag is not None:
+            # the bag of the training example this answer makes: its unlabelled tokens are the
+            # prompt's and the tail's, so the words (and the template's newlines) count as in training
+            unlabelled = torch.cat([ids, ids.new_tensor([tok.tail_ids()])], dim=1)
+            box_hidden = box_hidden + self.question_bag(unlabelled, ~self._special_tokens(unlabelled))
         return GeneratedAnswer(
             token_ids=out.token_ids,
             text=tok.decode(out.token_ids.tolist()),

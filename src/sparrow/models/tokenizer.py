@@ -117,13 +117,18 @@ class SparrowTokenizer:
         return ids
 
     def example(self, question: str, answer: str, *, n_video: int, n_tsf: int = 0) -> EncodedExample:
-        """Prompt + answer for teacher forcing; only the answer and its ``<|end|>`` are labelled."""
+        """Prompt + answer + :meth:`tail_ids` for teacher forcing; only the answer and its ``<|end|>``
+        are labelled."""
         prompt = self.prompt_ids(question, n_video=n_video, n_tsf=n_tsf)
         target = [*self.encode(answer), self.ids.end]
-        tail = self.encode("\n")
+        tail = self.tail_ids()
         ids = prompt + target + tail
         labels = [IGNORE_INDEX] * len(prompt) + target + [IGNORE_INDEX] * len(tail)
         return EncodedExample(input_ids=ids, labels=labels)
+
+    def tail_ids(self) -> list[int]:
+        """The unlabelled ids that follow the answer's ``<|end|>`` in a training example."""
+        return self.encode("\n")
 
     def save(self, folder: str | Path) -> None:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` (loadable by ``AutoTokenizer``)."""
