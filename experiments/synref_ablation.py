@@ -47,9 +47,9 @@ class Arm:
 # stage 1 with TSF off instead, so every arm trains the same number of steps on the same data.
 NO_BOX = ("model.overrides.box_prompt=false", "stages.2.stage=1")
 # The paper's three stages at the reduced budget of every arm, with the paper's filtration head (the
-# bundled recipe trains 3000 / 1500 / 2000 steps, then a `chain` stage 2 and a stage 3, with the
-# head's fine-map crops and question bag: all ours, not the paper's; the arms leave them out and
-# infer with SAM2's memory, as the paper does).
+# bundled recipe trains 3000 / 1500 / 2000 steps, then a fourth, `chain` stage that is ours, not the
+# paper's: the arms leave it out and infer with SAM2's memory, as the paper does; the head's fine-map
+# crops and question bag, also ours, stay off whatever the recipe sets).
 BUDGET = (
     "stages=[{stage: 0, steps: 1000, optim: {lr: 2.0e-4, warmup_steps: 100}}, {stage: 1, steps: 500},"
     " {stage: 2, steps: 1000, model: {tsf: {mode: 'off'}}}]",
