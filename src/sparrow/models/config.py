@@ -165,7 +165,7 @@ class FiltrationConfig:
 
     ``question_bag``: the ``[BOX]`` state that makes the query is the LLM's hidden state plus a
     bag-of-words encoding of the question (:class:`~sparrow.models.question_bag.QuestionBag`, zero
-    at the start, trained with the box branch in stage 2): a path for the words around an LLM that
+    at the start, trained with the box branch in stages 2 and 3): a path for the words around an LLM that
     loses them (not in the paper; off in every preset).
     """
 

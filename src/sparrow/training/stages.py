@@ -1,7 +1,7 @@
 """The training stages of PAPER.md 1.3 and where each one's files live in a run folder.
 
 A run folder holds one sub-folder per entry of the recipe's ``stages`` list, named
-``<index>-<stage name>`` (``0-proposer``, ``1-tsf``, ``2-filter``). Each holds ``checkpoints/``
+``<index>-<stage name>`` (``0-proposer``, ``1-tsf``, ``2-filter``, ``3-match``). Each holds ``checkpoints/``
 while the stage runs and ``final/`` (a ``save_pretrained`` model folder) once it is done; the next
 stage starts from that folder.
 """
