@@ -191,9 +191,8 @@ def test_ablation_arms_train_the_papers_three_stages() -> None:
         kinds = [s.stage for s in recipe.stages]
         assert kinds == ([0, 1, 2] if config.box_prompt else [0, 1, 1]), arm.name
         assert config.propagation == "video", arm.name
-        assert not config.filtration.fine_features and not config.filtration.question_bag, (
-            arm.name
-        )  # the paper's head
+        head = config.filtration  # the paper's filtration head
+        assert not (head.fine_features or head.question_bag), arm.name
         assert config.box_prompt == (arm.name in ("box", "full", "full_tsf_infer")), arm.name
         tsf_trained = configs[2].tsf.mode != "off"  # in stage 1 (TSF injection)
         assert tsf_trained == (arm.name in ("tsf", "full", "full_tsf_infer")), arm.name

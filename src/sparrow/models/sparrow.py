@@ -432,7 +432,7 @@ class SparrowModel(nn.Module):
         """
         if stage is not None and stage not in STAGES:
             raise ValueError(f"unknown stage {stage}; use one of {sorted(STAGES)} or None")
-        if stage in (2, 3) and not self.config.box_prompt:
+        if stage is not None and BOX_TERMS[0] in STAGES[stage].losses and not self.config.box_prompt:
             raise ValueError(f"stage {stage} trains the box branch: set box_prompt=true")
         self.stage = stage
         if stage is None:
