@@ -4,6 +4,11 @@
 batches of 16 frames of the training split), with SAM2's own box prompt (corner tokens) or with the
 box also as a dense mask prompt (``sam2.box_mask_prompt``); prints mask IoU on training and test
 frames, the IoU of the filled box itself, and how far the predicted masks lie from the objects.
+``--image-size 256`` trains the dense-prompt setting at SAM2 input sizes 128 and 256 instead.
+
+``mask-grid``: the ceiling that SAM2's low-resolution masks (``S/4`` per side at input size ``S``)
+put on mask IoU: each true referent mask of the test split is averaged onto an ``n x n`` grid,
+resized back bilinearly and thresholded at 0.5, as the model's logits are (no model involved).
 
 ``proposer``: a fresh SAM2 image encoder and proposer learn class-agnostic detection on SynRef key
 frames (DETR losses, batches of 4 training samples), with learned anchors or with query selection
@@ -16,7 +21,8 @@ box on the first frame, batches of 4 clips, AdamW), with and without ``sam2.poin
 prints ``diagnose_model.py``'s tracking oracle on the test split before and after: mask IoU on the
 tracked frames, and the IoU between the tracked masks of two objects (1.0: the memory is ignored).
 
-    python experiments/from_scratch_probes.py sam-box --steps 600
+    python experiments/from_scratch_probes.py sam-box --steps 600 [--image-size 256]
+    python experiments/from_scratch_probes.py mask-grid
     python experiments/from_scratch_probes.py proposer --steps 500
     python experiments/from_scratch_probes.py sam-track --steps 400
 
@@ -75,11 +81,12 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.mean(), ys.mean()]) if len(xs) else np.array([np.nan, np.nan])
 
 
-def sam_box(dense: bool, steps: int, train: tuple, test: tuple) -> dict:
-    """Train a fresh tiny SAM2 on box -> mask; IoU and geometry of its test predictions."""
+def sam_box(dense: bool, steps: int, train: tuple, test: tuple, image_size: int = 128) -> dict:
+    """Train a fresh tiny SAM2 (input ``image_size`` px) on box -> mask; IoU and geometry of its
+    test predictions."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    sam = Sam2Adapter.from_config(tiny_sam2_config(128))
+    sam = Sam2Adapter.from_config(tiny_sam2_config(image_size))
     sam.box_mask_prompt = dense
     optimizer = torch.optim.AdamW(sam.parameters(), lr=1e-3)
     (frames, masks), boxes = train, _cxcywh(train[1])
@@ -122,6 +129,23 @@ def sam_box(dense: bool, steps: int, train: tuple, test: tuple) -> dict:
             )
         ),
     }
+
+
+def mask_grid(masks: np.ndarray, grids: tuple[int, ...] = (32, 64, 128)) -> dict:
+    """Mean, 10th and 50th percentile IoU of ``masks`` ``(N, H, W)`` bool after an area-average onto
+    each ``n x n`` grid of ``grids`` and a bilinear resize back to ``(H, W)``, thresholded at 0.5."""
+    truth = torch.as_tensor(masks)[:, None].float()
+    out = {"object_area_fraction_median": float(truth.mean(dim=(1, 2, 3)).median())}
+    for n in grids:
+        low = F.interpolate(truth, size=(n, n), mode="area")
+        back = F.interpolate(low, size=masks.shape[1:], mode="bilinear", align_corners=False)[:, 0] > 0.5
+        ious = np.array([mask_iou(b, m) for b, m in zip(back.numpy(), masks, strict=True)])
+        out[f"grid_{n}"] = {
+            "mean": float(ious.mean()),
+            "p10": float(np.percentile(ious, 10)),
+            "p50": float(np.median(ious)),
+        }
+    return out
 
 
 def tracking_clips(root: Path, videos: int, length: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -222,18 +246,31 @@ def proposer(query_selection: bool, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("probe", choices=["sam-box", "proposer", "sam-track"])
+    parser.add_argument("probe", choices=["sam-box", "mask-grid", "proposer", "sam-track"])
     parser.add_argument("--steps", type=int, default=None, help="Training steps (600 / 500 / 400).")
     parser.add_argument("--model", default="default", help="sam-track: the model whose SAM2 trains on.")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="sam-box: compare input 128 with this size (dense prompt).",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
     if args.probe == "sam-box":
         train = referent_frames(Path("data/synref/train"), 60)
         test = referent_frames(Path("data/synref/test"), 10)
-        for dense in (False, True):
-            print(f"box_mask_prompt={dense}:", flush=True)
-            print(" ", sam_box(dense, args.steps or 600, train, test), flush=True)
+        if args.image_size:
+            for size in (128, args.image_size):
+                print(f"image_size={size} (box_mask_prompt=True):", flush=True)
+                print(" ", sam_box(True, args.steps or 600, train, test, size), flush=True)
+        else:
+            for dense in (False, True):
+                print(f"box_mask_prompt={dense}:", flush=True)
+                print(" ", sam_box(dense, args.steps or 600, train, test), flush=True)
+    elif args.probe == "mask-grid":
+        print(mask_grid(referent_frames(Path("data/synref/test"), 200, every=1)[1]), flush=True)
     elif args.probe == "sam-track":
         length = 8
         clips = tracking_clips(Path("data/synref/train"), 100, length)
