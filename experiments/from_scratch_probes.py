@@ -7,7 +7,7 @@ frames, the IoU of the filled box itself, and how far the predicted masks lie fr
 ``--image-size 256`` trains the dense-prompt setting at SAM2 input sizes 128 and 256 instead.
 
 ``mask-grid``: the ceiling that SAM2's low-resolution masks (``S/4`` per side at input size ``S``)
-put on mask IoU: each true referent mask of the test split is averaged onto an ``n x n`` grid,
+put on J and F: each true referent mask of the test split is averaged onto an ``n x n`` grid,
 resized back bilinearly and thresholded at 0.5, as the model's logits are (no model involved).
 
 ``proposer``: a fresh SAM2 image encoder and proposer learn class-agnostic detection on SynRef key
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from diagnose_model import tracking_oracle
 from sparrow.data.registry import get_format
+from sparrow.evaluation.jf import jf_series
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowBatch, SparrowModel, load_config
 from sparrow.models.losses import DETR_LOSS_WEIGHTS, detr_losses, dice_loss, mask_bce_loss
@@ -131,19 +132,21 @@ def sam_box(dense: bool, steps: int, train: tuple, test: tuple, image_size: int 
     }
 
 
-def mask_grid(masks: np.ndarray, grids: tuple[int, ...] = (32, 64, 128)) -> dict:
-    """Mean, 10th and 50th percentile IoU of ``masks`` ``(N, H, W)`` bool after an area-average onto
-    each ``n x n`` grid of ``grids`` and a bilinear resize back to ``(H, W)``, thresholded at 0.5."""
+def mask_grid(masks: np.ndarray, grids: tuple[int, ...] = (32, 64)) -> dict:
+    """Mean and 10th percentile of J (IoU) and F (DAVIS boundary measure) of ``masks`` ``(N, H, W)``
+    bool after an area-average onto each ``n x n`` grid of ``grids`` and a bilinear resize back to
+    ``(H, W)``, thresholded at 0.5."""
     truth = torch.as_tensor(masks)[:, None].float()
-    out = {"object_area_fraction_median": float(truth.mean(dim=(1, 2, 3)).median())}
+    out: dict = {"object_area_fraction_median": float(truth.mean(dim=(1, 2, 3)).median())}
     for n in grids:
         low = F.interpolate(truth, size=(n, n), mode="area")
         back = F.interpolate(low, size=masks.shape[1:], mode="bilinear", align_corners=False)[:, 0] > 0.5
-        ious = np.array([mask_iou(b, m) for b, m in zip(back.numpy(), masks, strict=True)])
+        j, f = jf_series(masks, back.numpy())
         out[f"grid_{n}"] = {
-            "mean": float(ious.mean()),
-            "p10": float(np.percentile(ious, 10)),
-            "p50": float(np.median(ious)),
+            "J": float(j.mean()),
+            "J_p10": float(np.percentile(j, 10)),
+            "F": float(f.mean()),
+            "F_p10": float(np.percentile(f, 10)),
         }
     return out
 
