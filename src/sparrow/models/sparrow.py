@@ -75,6 +75,11 @@ DET_TERMS = ("det_class", "det_l1", "det_giou")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def trains_box_branch(terms: tuple[str, ...]) -> bool:
+    """True if ``terms`` include the box-branch terms (:data:`BOX_TERMS`: the filtration head's)."""
+    return any(t in terms for t in BOX_TERMS)
+
+
 def loss_terms(config: SparrowConfig, stage: int | None = None) -> tuple[str, ...]:
     """Loss terms :meth:`SparrowModel.forward` computes under ``config``'s switches and ``stage``.
 
@@ -91,7 +96,7 @@ def loss_terms(config: SparrowConfig, stage: int | None = None) -> tuple[str, ..
         if not config.box_prompt:
             unused = BOX_TERMS + (DET_TERMS if stage > 0 else ())  # no box branch: no proposals after stage 0
             terms = tuple(t for t in terms if t not in unused)
-    if config.filtration.word_decoder and BOX_TERMS[0] in terms:
+    if config.filtration.word_decoder and trains_box_branch(terms):
         terms = (*terms, "query_words")
     return terms
 
@@ -432,7 +437,7 @@ class SparrowModel(nn.Module):
         """
         if stage is not None and stage not in STAGES:
             raise ValueError(f"unknown stage {stage}; use one of {sorted(STAGES)} or None")
-        if stage is not None and BOX_TERMS[0] in STAGES[stage].losses and not self.config.box_prompt:
+        if stage is not None and trains_box_branch(STAGES[stage].losses) and not self.config.box_prompt:
             raise ValueError(f"stage {stage} trains the box branch: set box_prompt=true")
         self.stage = stage
         if stage is None:
@@ -469,7 +474,7 @@ class SparrowModel(nn.Module):
         ids = self._tok().ids
         terms = loss_terms(cfg, self.stage)
         need_det = any(t in terms for t in DET_TERMS)
-        need_box = any(t in terms for t in BOX_TERMS)
+        need_box = trains_box_branch(terms)
         need_mask = "mask_bce" in terms or "mask_dice" in terms
         need_sam = any(t in terms for t in SAM_TERMS)
         seg_box = self._check_targets(batch, masks=need_mask or need_sam, boxes=need_box)
