@@ -191,6 +191,7 @@ def test_ablation_arms_train_the_papers_three_stages() -> None:
         kinds = [s.stage for s in recipe.stages]
         assert kinds == ([0, 1, 2] if config.box_prompt else [0, 1, 1]), arm.name
         assert config.propagation == "video", arm.name
+        assert config.sam2.image_size == 128, arm.name  # the preset's size: an arm stays under 30 min
         head = config.filtration  # the paper's filtration head
         assert not (head.fine_features or head.question_bag), arm.name
         assert config.box_prompt == (arm.name in ("box", "full", "full_tsf_infer")), arm.name
