@@ -4,7 +4,8 @@ Each mode predicts a SynRef split in the MeViS layout and scores it with ``sparr
 only the key-frame prompts change, everything else is the model's own inference path (its answer,
 its projected ``[SEG]``, SAM2 and its memory propagation in both directions):
 
-- ``own``: the model's prompts on its own key frame (what ``sparrow predict`` does);
+- ``own``: the model's prompts on its own key frame (what ``sparrow predict`` does; ``--key-frame``
+  overrides the model's choice of frame);
 - ``proposal``: a perfect filtration head. The key frame is the first frame where the referent is
   visible; the box prompt is the proposer's top-k proposal of highest IoU with the referent's
   ground-truth box (the union box of a multi-object referent);
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument(
         "--propagation", choices=["video", "framewise", "chain"], default=None, help="Override the model's."
     )
+    parser.add_argument(
+        "--key-frame", choices=["first", "best"], default=None, help="Override the model's (own mode)."
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +140,7 @@ def main() -> None:
         if not report.is_file():
             started = time.time()
             oracle = OracleKeyFrame(mode)
-            options = GroundingOptions(propagation=args.propagation)
+            options = GroundingOptions(propagation=args.propagation, key_frame=args.key_frame)
             predict(args.model, args.split, args.out / "predictions" / mode, oracle, args.limit, options)
             if oracle.proposal_iou:
                 iou = np.array(oracle.proposal_iou)

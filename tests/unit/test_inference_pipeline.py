@@ -109,6 +109,20 @@ def test_best_key_frame_tracks_forward_then_backward(
     assert stream.result().phrases[0].masklet.frame_indices.tolist() == list(range(9))
 
 
+def test_key_frame_defaults_to_the_models_saved_setting(model, monkeypatch) -> None:
+    """``GroundingOptions.key_frame=None`` takes the model's ``key_frame``; an explicit option wins."""
+    frames, _ = clip(frames=9, size=48)
+    monkeypatch.setattr(model, "config", model.config.replace({"key_frame": "best"}))
+    scripted_confidences(monkeypatch, [0.1, 0.9, 0.2] * 2)  # candidates 0, 4, 8
+    options = TEMPLATE.replace(key_frame_candidates=3)
+    assert options.key_frame is None
+    saved = GroundingPipeline(model, options)
+    assert saved.options.key_frame == "best" and saved.options.propagation == model.config.propagation
+    stream = saved.stream(frames, "the red square")
+    assert stream.key_frame == 4 and stream.meta["options"]["key_frame"] == "best"
+    assert GroundingPipeline(model, options.replace(key_frame="first")).stream(frames, "x").key_frame == 0
+
+
 def test_one_frame_and_grey_videos(model) -> None:
     frames, _ = clip(frames=3, size=40)
     pipe = GroundingPipeline(model, TEMPLATE)
@@ -206,7 +220,13 @@ def test_empty_prompt_and_bad_options() -> None:
         "Can you segment the red circle?",
         "the red circle",
     )
-    for bad in ({"answer": "guess"}, {"key_frame_candidates": 0}, {"question_template": "no slot"}):
+    for bad in (
+        {"answer": "guess"},
+        {"key_frame": "last"},
+        {"propagation": "memory"},
+        {"key_frame_candidates": 0},
+        {"question_template": "no slot"},
+    ):
         with pytest.raises(ConfigError):
             GroundingOptions(**bad)  # type: ignore[arg-type]
 

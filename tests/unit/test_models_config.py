@@ -21,7 +21,7 @@ def test_tiny_keeps_the_paper_defaults() -> None:
     w = c.losses
     assert (w.lm_ce, w.mask_bce, w.mask_dice, w.proposal_bce) == (1.0, 2.0, 0.5, 1.0)
     assert (w.det_class, w.det_l1, w.det_giou) == (2.0, 5.0, 2.0)
-    assert c.box_prompt and c.propagation == "video"
+    assert c.box_prompt and c.propagation == "video" and c.key_frame == "first"
     assert c.sam2.variant == "tiny" and c.sam2.image_size >= 128
 
 
@@ -61,6 +61,7 @@ def test_dict_round_trip() -> None:
         (["tsf.k=0"], "tsf.k"),
         (["proposer.num_queries=many"], "proposer.num_queries"),
         (["box_prompt=3"], "box_prompt"),
+        (["key_frame=last"], "key_frame"),
         (["no_equals_sign"], "key.sub=value"),
     ],
 )

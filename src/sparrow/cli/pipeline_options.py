@@ -41,6 +41,7 @@ class Propagation(StrEnum):
 
 
 class KeyFrame(StrEnum):
+    model = "model"
     first = "first"
     best = "best"
 
@@ -68,7 +69,9 @@ PROPAGATION = typer.Option(
     "previous frame's mask), or the model's setting.",
 )
 KEY_FRAME = typer.Option(
-    KeyFrame.first, "--key-frame", help="first (frame 0, the paper) or best (most confident sampled frame)."
+    KeyFrame.model,
+    "--key-frame",
+    help="first (frame 0, the paper), best (most confident sampled frame), or the model's setting.",
 )
 REPROMPT = typer.Option(False, "--reprompt", help="Re-prompt a target lost to occlusion when it reappears.")
 SELF_TSF = typer.Option(False, "--self-tsf", help="Two passes: the first masklet gives the TSF crops.")
@@ -83,7 +86,7 @@ def build_pipeline(
     fallback_template: bool = False,
     max_new_tokens: int = 64,
     propagation: Propagation = Propagation.model,
-    key_frame: KeyFrame = KeyFrame.first,
+    key_frame: KeyFrame = KeyFrame.model,
     reprompt: bool = False,
     self_tsf: bool = False,
 ) -> GroundingPipeline:
@@ -95,7 +98,7 @@ def build_pipeline(
         fallback_template=fallback_template,
         max_new_tokens=max_new_tokens,
         propagation=None if propagation is Propagation.model else propagation.value,  # type: ignore[arg-type]
-        key_frame=key_frame.value,  # type: ignore[arg-type]
+        key_frame=None if key_frame is KeyFrame.model else key_frame.value,  # type: ignore[arg-type]
         reprompt=reprompt,
         self_tsf=self_tsf,
     )

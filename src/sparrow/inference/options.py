@@ -3,7 +3,8 @@
 Every option has the paper's behaviour as its default (PAPER 1.1): generate the answer, prompt the
 FIRST frame with the filtered ``[BOX]`` and the ``[SEG]`` embedding, let SAM2's memory propagate
 (the model's ``propagation`` switch), no re-prompting, TSF only as the model's ``tsf.mode`` says.
-Three additions, each off by default:
+``propagation`` and ``key_frame`` left at ``None`` take the model's saved setting
+(:meth:`GroundingOptions.for_model`). Three additions, each off by default:
 
 - ``key_frame="best"``: prompt the frame (of ``key_frame_candidates`` sampled uniformly) on which the
   targets are found with the most confidence -- for targets that appear late;
@@ -22,10 +23,11 @@ from typing import Any, Literal, get_args
 
 from sparrow.data.conversations import SEGMENT_ANSWER, SEGMENT_TEMPLATE
 from sparrow.errors import ConfigError
+from sparrow.models.config import KeyFrame as KeyFrameMode
+from sparrow.models.config import Propagation as PropagationMode
+from sparrow.models.config import SparrowConfig
 
 AnswerMode = Literal["generate", "template"]
-KeyFrameMode = Literal["first", "best"]
-PropagationMode = Literal["video", "framewise", "chain"]
 
 TEMPLATE_ANSWER = SEGMENT_ANSWER
 """The training answer of a referring question (the processor adds ``[BOX]`` when the box prompt is on)."""
@@ -47,7 +49,8 @@ class GroundingOptions:
         propagation: ``video`` (SAM2 memory), ``framewise`` (same prompts on every frame, no
             memory) or ``chain`` (every frame prompted with the box of the previous frame's mask, no
             memory; :meth:`SparrowModel.propagate`); ``None`` keeps the model's ``propagation`` switch.
-        key_frame: ``first`` (frame 0, the paper) or ``best``.
+        key_frame: ``first`` (frame 0, the paper) or ``best``; ``None`` keeps the model's ``key_frame``
+            setting.
         key_frame_candidates: frames sampled uniformly (first and last included) for ``best``.
         reprompt: re-prompt a lost target (see the module docstring).
         reprompt_patience: frames with object score ``<= 0`` before a target counts as lost.
@@ -68,7 +71,7 @@ class GroundingOptions:
     max_new_tokens: int = 64
     question_template: str = SEGMENT_TEMPLATE
     propagation: PropagationMode | None = None
-    key_frame: KeyFrameMode = "first"
+    key_frame: KeyFrameMode | None = None
     key_frame_candidates: int = 5
     reprompt: bool = False
     reprompt_patience: int = 3
@@ -90,7 +93,7 @@ class GroundingOptions:
                 f"propagation={self.propagation!r} is not video, framewise or chain",
                 "use video, framewise or chain",
             )
-        if self.key_frame not in ("first", "best"):
+        if self.key_frame is not None and self.key_frame not in get_args(KeyFrameMode):
             bad(f"key_frame={self.key_frame!r} is not first or best", "use first or best")
         for name in (
             "max_new_tokens",
@@ -112,6 +115,14 @@ class GroundingOptions:
     def replace(self, **changes: Any) -> GroundingOptions:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+    def for_model(self, config: SparrowConfig) -> GroundingOptions:
+        """A copy whose ``propagation`` and ``key_frame`` are the model's settings where they are ``None``."""
+        return dataclasses.replace(
+            self,
+            propagation=self.propagation or config.propagation,
+            key_frame=self.key_frame or config.key_frame,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""

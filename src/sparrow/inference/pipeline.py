@@ -97,10 +97,10 @@ class GroundingPipeline:
         dtype: str | torch.dtype | None = None,
         name: str = "<model>",
     ) -> None:
-        self.options = options or GroundingOptions()
+        self.options = (options or GroundingOptions()).for_model(model.config)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        if self.options.propagation is not None and self.options.propagation != model.config.propagation:
+        if self.options.propagation != model.config.propagation:
             model.config = model.config.replace({"propagation": self.options.propagation})
         if self.options.self_tsf and model.config.tsf.mode == "off":
             # TSF tokens come from the spatial encoder and its adapter, which every model has: a model

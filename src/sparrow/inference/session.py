@@ -147,13 +147,13 @@ class GroundingSession:
     Args:
         model: the model (eval mode, on its device).
         source: the video's frames.
-        options: how to answer and track.
+        options: how to answer and track (``None`` fields: the model's settings).
     """
 
     def __init__(self, model: SparrowModel, source: FrameSource, options: GroundingOptions) -> None:
         self.model = model
         self.source = source
-        self.options = options
+        self.options = options.for_model(model.config)
         self.history: list[Turn] = []
         self._video_tokens: Tensor | None = None
         self._sam_frames: SamFrames | None = None

@@ -120,7 +120,7 @@ def choose_key_frame(
     the candidates' SAM2 features between queries on the same video.
     """
     n = len(frames)
-    if options.key_frame == "first" or n == 1:
+    if options.for_model(model.config).key_frame == "first" or n == 1:
         candidates = [0]
     else:
         k = min(options.key_frame_candidates, n)

@@ -31,6 +31,7 @@ TemporalKind = Literal["vjepa2"]
 LLMKind = Literal["qwen2", "llama", "phi3"]
 TSFMode = Literal["off", "train", "train+infer"]
 Propagation = Literal["video", "framewise", "chain"]
+KeyFrame = Literal["first", "best"]
 Sam2Variant = Literal["tiny", "hiera_large"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -241,6 +242,9 @@ class SparrowConfig:
     <sparrow.models.sparrow.SparrowModel.propagate>`; it trains teacher-forced, each supervised frame
     prompted from the ground truth of the frame before it). ``chain_mask_prompt``: ``chain`` also
     gives SAM2 the previous frame's mask as its dense mask prompt (MaskTrack style; ours).
+    ``key_frame``: the frame inference prompts, ``first`` (frame 0, the paper) or ``best`` (the most
+    confident of a few frames sampled uniformly; ours: :func:`sparrow.inference.tracking.choose_key_frame`).
+    Training always prompts each sample's own key frame; ``GroundingOptions.key_frame`` overrides it.
 
     ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
     no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny); stage
@@ -266,6 +270,7 @@ class SparrowConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     box_prompt: bool = True
     propagation: Propagation = "video"
+    key_frame: KeyFrame = "first"
     chain_mask_prompt: bool = False
     l2v_hidden: int | None = None
     train_from_scratch: bool = False
