@@ -72,11 +72,15 @@ def test_ground_mp4_writes_masks_json_and_overlay_at_the_original_size(
     out = tmp_path / "out"
     code, text = run(
         monkeypatch, capsys, "ground", clip, "the red square", "--out", out, "--model", model_dir,
-        "--answer", "template", "--json", tmp_path / "summary.json",
+        "--answer", "template", "--json", tmp_path / "summary.json", "--key-frame", "best",
+        "--key-frame-candidates", "2",
     )  # fmt: skip
     assert code == 0, text
     result = json.loads((out / "result.json").read_text())
     assert set(result) >= {"text", "raw_text", "size", "fps", "frame_indices", "phrases", "meta"}
+    options = result["meta"]["options"]
+    assert (options["key_frame"], options["key_frame_candidates"]) == ("best", 2)
+    assert result["meta"]["key_frame"] in (0, T - 1)  # the two candidates: first and last frame
     assert result["size"] == [H, W] and result["frame_indices"] == list(range(T))
     assert result["raw_text"] == "Sure, [BOX] [SEG]."
     (phrase,) = result["phrases"]
@@ -123,6 +127,8 @@ def test_ground_one_frame_video_with_generation(model_dir, tmp_path, monkeypatch
     assert code == 0, text
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["frame_indices"] == [0] and not (tmp_path / "out" / "overlay.mp4").exists()
+    options = result["meta"]["options"]  # flags left out: the model's saved settings
+    assert (options["key_frame"], options["propagation"]) == ("first", "video")
 
 
 def test_bad_inputs_exit_2_with_a_message(model_dir, clip, tmp_path, monkeypatch, capsys) -> None:

@@ -20,6 +20,7 @@ from .pipeline_options import (
     DEVICE,
     DTYPE,
     KEY_FRAME,
+    KEY_FRAME_CANDIDATES,
     MAX_NEW_TOKENS,
     MODEL,
     PROPAGATION,
@@ -58,6 +59,7 @@ def chat(
     max_new_tokens: int = MAX_NEW_TOKENS,
     propagation: Propagation = PROPAGATION,
     key_frame: KeyFrame = KEY_FRAME,
+    key_frame_candidates: int = KEY_FRAME_CANDIDATES,
     source_fps: float | None = typer.Option(
         None, "--source-fps", help="Frame rate of a frame folder (default 30)."
     ),
@@ -77,6 +79,7 @@ def chat(
         max_new_tokens=max_new_tokens,
         propagation=propagation,
         key_frame=key_frame,
+        key_frame_candidates=key_frame_candidates,
     )
     write = out is not None and str(out) not in ("", ".")
     with pipe.session(video, fps=source_fps) as session:

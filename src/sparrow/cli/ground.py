@@ -23,6 +23,7 @@ from .pipeline_options import (
     DTYPE,
     FALLBACK,
     KEY_FRAME,
+    KEY_FRAME_CANDIDATES,
     MAX_NEW_TOKENS,
     MODEL,
     PROPAGATION,
@@ -68,6 +69,7 @@ def ground(
     max_new_tokens: int = MAX_NEW_TOKENS,
     propagation: Propagation = PROPAGATION,
     key_frame: KeyFrame = KEY_FRAME,
+    key_frame_candidates: int = KEY_FRAME_CANDIDATES,
     reprompt: bool = REPROMPT,
     self_tsf: bool = SELF_TSF,
     source_fps: float | None = typer.Option(
@@ -100,6 +102,7 @@ def ground(
         max_new_tokens=max_new_tokens,
         propagation=propagation,
         key_frame=key_frame,
+        key_frame_candidates=key_frame_candidates,
         reprompt=reprompt,
         self_tsf=self_tsf,
     )

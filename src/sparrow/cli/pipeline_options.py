@@ -73,6 +73,9 @@ KEY_FRAME = typer.Option(
     "--key-frame",
     help="first (frame 0, the paper), best (most confident sampled frame), or the model's setting.",
 )
+KEY_FRAME_CANDIDATES = typer.Option(
+    5, "--key-frame-candidates", min=1, help="With key frame 'best': frames sampled uniformly to choose from."
+)
 REPROMPT = typer.Option(False, "--reprompt", help="Re-prompt a target lost to occlusion when it reappears.")
 SELF_TSF = typer.Option(False, "--self-tsf", help="Two passes: the first masklet gives the TSF crops.")
 
@@ -87,6 +90,7 @@ def build_pipeline(
     max_new_tokens: int = 64,
     propagation: Propagation = Propagation.model,
     key_frame: KeyFrame = KeyFrame.model,
+    key_frame_candidates: int = 5,
     reprompt: bool = False,
     self_tsf: bool = False,
 ) -> GroundingPipeline:
@@ -99,6 +103,7 @@ def build_pipeline(
         max_new_tokens=max_new_tokens,
         propagation=None if propagation is Propagation.model else propagation.value,  # type: ignore[arg-type]
         key_frame=None if key_frame is KeyFrame.model else key_frame.value,  # type: ignore[arg-type]
+        key_frame_candidates=key_frame_candidates,
         reprompt=reprompt,
         self_tsf=self_tsf,
     )

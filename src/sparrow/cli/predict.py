@@ -28,6 +28,7 @@ from .pipeline_options import (
     DTYPE,
     FALLBACK,
     KEY_FRAME,
+    KEY_FRAME_CANDIDATES,
     MAX_NEW_TOKENS,
     MODEL,
     PROPAGATION,
@@ -79,6 +80,7 @@ def predict(
     max_new_tokens: int = MAX_NEW_TOKENS,
     propagation: Propagation = PROPAGATION,
     key_frame: KeyFrame = KEY_FRAME,
+    key_frame_candidates: int = KEY_FRAME_CANDIDATES,
     reprompt: bool = REPROMPT,
     self_tsf: bool = SELF_TSF,
     limit: int | None = typer.Option(
@@ -129,6 +131,7 @@ def predict(
         max_new_tokens=max_new_tokens,
         propagation=propagation,
         key_frame=key_frame,
+        key_frame_candidates=key_frame_candidates,
         reprompt=reprompt,
         self_tsf=self_tsf,
     )
