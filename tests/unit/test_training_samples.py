@@ -16,7 +16,12 @@ from sparrow.data.synref import GenerationRequest, preset, write_split
 from sparrow.errors import ConfigError, DataFormatError
 from sparrow.models import SparrowProcessor, load_config, train_tokenizer
 from sparrow.training.recipe import DatasetSpec
-from sparrow.training.samples import ConversationSource, clip_positions, object_mask_sources
+from sparrow.training.samples import (
+    ConversationSource,
+    clip_positions,
+    key_frame_with_targets,
+    object_mask_sources,
+)
 from sparrow.training.sparrow_task import corpus, read_conversations
 
 
@@ -77,6 +82,40 @@ def test_source_builds_model_inputs(split_dir: Path, processor: SparrowProcessor
     # the answer carries [BOX] [SEG] (box prompt on in the tiny preset)
     text = processor.tokenizer.decode(sample.input_ids[sample.labels != -100].tolist())
     assert "[BOX]" in text and "[SEG]" in text
+
+
+def test_key_frame_with_targets_prefers_frames_showing_every_target() -> None:
+    masks = np.zeros((2, 5, 4, 4), dtype=bool)
+    rng = np.random.default_rng(0)
+    assert key_frame_with_targets(masks, rng) == 0  # nobody visible: frame 0
+    assert key_frame_with_targets(masks[:0], rng) == 0  # no target
+    masks[0, 1, 0, 0] = masks[1, 3, 0, 0] = True
+    assert {key_frame_with_targets(masks, rng) for _ in range(40)} == {1, 3}  # any target
+    masks[0, 3, 1, 1] = masks[0, 4, 1, 1] = masks[1, 4, 2, 2] = True
+    assert {key_frame_with_targets(masks, rng) for _ in range(40)} == {3, 4}  # every target
+
+
+def test_best_key_frame_models_train_from_frames_showing_the_target(
+    split_dir: Path, processor: SparrowProcessor
+) -> None:
+    """``key_frame: best``: the sample's key frame is drawn (with its seed) among the SAM2 frames
+    where the referent is visible; the proposer targets and ``[BOX]`` target are taken there."""
+    spec = DatasetSpec(name="syn", format="mevis", root=str(split_dir), split="train")
+    conversations, objects = read_conversations(spec)
+    first = ConversationSource("syn", conversations, processor, objects)
+    best = SparrowProcessor(processor.config.replace({"key_frame": "best"}), processor.tokenizer)
+    source = ConversationSource("syn", conversations, best, objects)
+    keys = set()
+    for index in range(len(conversations)):
+        for seed in range(3):
+            assert first.build(index, seed).key_frame == 0
+            sample = source.build(index, seed)
+            assert sample.key_frame == source.build(index, seed).key_frame  # the seed decides
+            visible = sample.seg_masks.reshape(*sample.seg_masks.shape[:2], -1).any(axis=2).all(axis=0)
+            assert visible[sample.key_frame] or not visible.any()
+            assert sample.box_valid.all() == bool(visible[sample.key_frame])
+            keys.add(sample.key_frame)
+    assert len(keys) > 1
 
 
 def test_every_object_of_the_video_is_a_proposer_target(split_dir: Path) -> None:

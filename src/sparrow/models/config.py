@@ -243,8 +243,10 @@ class SparrowConfig:
     prompted from the ground truth of the frame before it). ``chain_mask_prompt``: ``chain`` also
     gives SAM2 the previous frame's mask as its dense mask prompt (MaskTrack style; ours).
     ``key_frame``: the frame inference prompts, ``first`` (frame 0, the paper) or ``best`` (the most
-    confident of a few frames sampled uniformly; ours: :func:`sparrow.inference.tracking.choose_key_frame`).
-    Training always prompts each sample's own key frame; ``GroundingOptions.key_frame`` overrides it.
+    confident of a few frames sampled uniformly; ours: :func:`sparrow.inference.tracking.choose_key_frame`;
+    ``GroundingOptions.key_frame`` overrides it). Training samples take their key frame likewise: SAM2
+    frame 0, or with ``best`` a frame drawn where the targets are visible
+    (:func:`sparrow.training.samples.key_frame_with_targets`).
 
     ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
     no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny); stage

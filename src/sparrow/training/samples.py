@@ -9,11 +9,14 @@ before every ``[SEG]`` when the box prompt is on). Building item ``i`` with seed
    (``n`` = the largest frame budget of the preset: spatial / temporal encoder frames, SAM2 frames,
    TSF crops; all frames when the video is shorter) -- the only randomness, driven by ``s``;
 2. the targets' masks on those frames (tube targets without masks use their boxes, filled);
-3. :meth:`~sparrow.models.processor.SparrowProcessor.training_sample` does the rest: encoder frames
-   (uniform over the clip), SAM2 frames (uniform; all supervised; key frame 0, where proposals come
-   from), ``[BOX]`` targets, proposer targets (every annotated object of the video on the key
-   frame), and the TSF crops along the first target's ground-truth track (an empty mask reuses the
-   previous box, else the full frame; at most ``tsf.max_crops`` crops), PAPER.md 1.2.
+3. the key frame, where proposals come from: SAM2 frame 0 (the paper), or with the model's
+   ``key_frame: best`` (ours; inference then prompts its most confident frame) a SAM2 frame drawn
+   with the same seed among those where every target is visible (else where any is; else frame 0);
+4. :meth:`~sparrow.models.processor.SparrowProcessor.training_sample` does the rest: encoder frames
+   (uniform over the clip), SAM2 frames (uniform; all supervised), ``[BOX]`` targets, proposer
+   targets (every annotated object of the video on the key frame), and the TSF crops along the first
+   target's ground-truth track (an empty mask reuses the previous box, else the full frame; at most
+   ``tsf.max_crops`` crops), PAPER.md 1.2.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sparrow.data.mask_sources import MaskSource, RleMasks
 from sparrow.data.records import Conversation, DatasetSplit, GroundingTarget
 from sparrow.errors import DataFormatError
 from sparrow.models.batch import TrainingSample
-from sparrow.models.processor import SparrowProcessor
+from sparrow.models.processor import SparrowProcessor, uniform_indices
 
 
 def clip_positions(num_frames: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -39,6 +42,21 @@ def clip_positions(num_frames: int, n: int, rng: np.random.Generator) -> np.ndar
     lows = np.ceil(edges[:-1]).astype(np.int64)
     highs = np.maximum(np.ceil(edges[1:]).astype(np.int64), lows + 1)
     return np.minimum(lows + (rng.random(k) * (highs - lows)).astype(np.int64), num_frames - 1)
+
+
+def key_frame_with_targets(masks: np.ndarray, rng: np.random.Generator) -> int:
+    """A frame drawn uniformly among those where every target is visible (else any target; else 0).
+
+    Args:
+        masks: bool ``(n_targets, T, H, W)`` masks of the targets on the SAM2 frames.
+    """
+    if masks.shape[0] == 0:
+        return 0
+    visible = masks.reshape(*masks.shape[:2], -1).any(axis=2)  # (n_targets, T)
+    for frames in (np.flatnonzero(visible.all(axis=0)), np.flatnonzero(visible.any(axis=0))):
+        if frames.size:
+            return int(rng.choice(frames))
+    return 0
 
 
 def object_mask_sources(split: DatasetSplit) -> dict[str, list[MaskSource]]:
@@ -134,7 +152,8 @@ class ConversationSource:
                 f"{what}: training needs one question and one answer, got {len(conv.turns)} turns"
             )
         video = conv.video
-        positions = clip_positions(video.num_frames, self.clip_frames, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        positions = clip_positions(video.num_frames, self.clip_frames, rng)
         clip = video.load_frames(positions)
         size = clip.size
         seg_masks = (
@@ -142,11 +161,15 @@ class ConversationSource:
             if conv.targets
             else np.zeros((0, len(positions), *size), dtype=bool)
         )
+        sam_frames = uniform_indices(len(positions), self.processor.config.sam2.frames)
+        key = 0
+        if self.processor.config.key_frame == "best":
+            key = key_frame_with_targets(seg_masks[:, sam_frames], rng)
         object_masks = None
         sources = self.objects.get(video.video_id)
         if sources:
-            # key frame = first SAM frame = first clip frame (the processor's uniform SAM indices start at 0)
-            object_masks = np.stack([s.load([int(positions[0])])[0] for s in sources])
+            at = int(positions[sam_frames[key]])
+            object_masks = np.stack([s.load([at])[0] for s in sources])
         return self.processor.training_sample(
-            clip.frames, users[0], answers[0], seg_masks, object_masks=object_masks
+            clip.frames, users[0], answers[0], seg_masks, key_frame=key, object_masks=object_masks
         )
