@@ -99,7 +99,7 @@ def test_best_key_frame_models_train_from_frames_showing_the_target(
     split_dir: Path, processor: SparrowProcessor
 ) -> None:
     """``key_frame: best``: the sample's key frame is drawn (with its seed) among the SAM2 frames
-    where the referent is visible; the proposer targets and ``[BOX]`` target are taken there."""
+    where the referent is visible, and the ``[BOX]`` target is taken there."""
     spec = DatasetSpec(name="syn", format="mevis", root=str(split_dir), split="train")
     conversations, objects = read_conversations(spec)
     first = ConversationSource("syn", conversations, processor, objects)

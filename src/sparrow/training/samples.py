@@ -7,11 +7,12 @@ before every ``[SEG]`` when the box prompt is on). Building item ``i`` with seed
 
 1. the clip: ``n`` frames of the video, one drawn at random from each of ``n`` equal segments
    (``n`` = the largest frame budget of the preset: spatial / temporal encoder frames, SAM2 frames,
-   TSF crops; all frames when the video is shorter) -- the only randomness, driven by ``s``;
+   TSF crops; all frames when the video is shorter), drawn with seed ``s``;
 2. the targets' masks on those frames (tube targets without masks use their boxes, filled);
 3. the key frame, where proposals come from: SAM2 frame 0 (the paper), or with the model's
    ``key_frame: best`` (ours; inference then prompts its most confident frame) a SAM2 frame drawn
-   with the same seed among those where every target is visible (else where any is; else frame 0);
+   with the same seed among those where every target is visible (else where any is; else frame 0)
+   -- the seed drives all of a sample's randomness;
 4. :meth:`~sparrow.models.processor.SparrowProcessor.training_sample` does the rest: encoder frames
    (uniform over the clip), SAM2 frames (uniform; all supervised), ``[BOX]`` targets, proposer
    targets (every annotated object of the video on the key frame), and the TSF crops along the first
