@@ -31,7 +31,7 @@ ROWS = (
     ("self_tsf", "(c) self-TSF", [*VIDEO, *FIRST, "--self-tsf"]),
     ("all", "(a) + (b) + (c)", [*VIDEO, *BEST, "--reprompt", "--self-tsf"]),
     ("chain", "(d) chain propagation", ["--propagation", "chain", *FIRST]),
-    ("chain_best", "(a) + (d) (the settings today's bundled model saves)", ["--propagation", "chain", *BEST]),
+    ("chain_best", "(a) + (d) (the settings the bundled model saves)", ["--propagation", "chain", *BEST]),
 )
 TAGS = ("late_appearance", "reappears", "occluded", "crosses_lookalike")
 
