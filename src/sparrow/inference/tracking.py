@@ -115,12 +115,14 @@ def choose_key_frame(
 ) -> tuple[int, list[TargetPrompt], Sam2Features]:
     """The key frame, the targets' prompts on it and its SAM2 features.
 
-    ``first``: frame 0. ``best``: of ``key_frame_candidates`` frames spread uniformly (first and last
-    included), the one with the highest mean target confidence (ties: the earliest). ``cache`` keeps
-    the candidates' SAM2 features between queries on the same video.
+    ``options`` as a :class:`~sparrow.inference.session.GroundingSession` holds them (``key_frame``
+    resolved against the model). ``first``: frame 0. ``best``: of ``key_frame_candidates`` frames
+    spread uniformly (first and last included), the one with the highest mean target confidence
+    (ties: the earliest). ``cache`` keeps the candidates' SAM2 features between queries on the same
+    video.
     """
     n = len(frames)
-    if options.for_model(model.config).key_frame == "first" or n == 1:
+    if options.key_frame == "first" or n == 1:
         candidates = [0]
     else:
         k = min(options.key_frame_candidates, n)

@@ -172,5 +172,11 @@ class ConversationSource:
             at = int(positions[sam_frames[key]])
             object_masks = np.stack([s.load([at])[0] for s in sources])
         return self.processor.training_sample(
-            clip.frames, users[0], answers[0], seg_masks, key_frame=key, object_masks=object_masks
+            clip.frames,
+            users[0],
+            answers[0],
+            seg_masks,
+            sam_indices=sam_frames,
+            key_frame=key,
+            object_masks=object_masks,
         )
