@@ -151,6 +151,13 @@ def test_session_reuses_the_video_features(model, monkeypatch) -> None:
     assert chat.phrases[0].text == "Where is the red square?"
 
 
+def test_template_answers_of_phrase_answer_models_name_the_referent() -> None:
+    frames, _ = clip(frames=3, size=32)
+    result = GroundingPipeline(tiny(["phrase_answer=true"]), TEMPLATE)(frames, "the red square.")
+    assert result.raw_text == "Sure, <p> the red square </p> [BOX] [SEG]."
+    assert result.phrases[0].text == "the red square" and len(result.phrases) == 1
+
+
 def test_generated_answers_and_the_template_fallback(model) -> None:
     frames, _ = clip(frames=3, size=32)
     generated = GroundingPipeline(model, GroundingOptions(max_new_tokens=6))(frames, "the red square")

@@ -169,6 +169,25 @@ def test_format_answer_follows_the_box_switch(answer: str, with_box: str, withou
     assert PROCESSORS[False].format_answer(answer) == without_box
 
 
+@pytest.mark.parametrize(
+    ("answer", "phrases", "named"),
+    [
+        ("Sure, [SEG].", ["the red star. "], "Sure, <p> the red star </p> [BOX] [SEG]."),
+        ("[SEG] and [BOX] [SEG]", ["a", "b"], "<p> a </p> [BOX] [SEG] and <p> b </p> [BOX] [SEG]"),
+        ("Sure, [SEG].", [], "Sure, [BOX] [SEG]."),  # nothing to name it with
+        ("Sure, [SEG].", ["a", "b"], "Sure, [BOX] [SEG]."),  # slots and phrases do not match
+        ("<p> a </p> [SEG]", ["b"], "<p> a </p> [BOX] [SEG]"),  # already named
+        ("No object.", ["a"], "No object."),
+    ],
+)  # fmt: skip
+def test_phrase_answers_name_each_slot(answer: str, phrases: list[str], named: str) -> None:
+    processor = PROCESSORS[True]
+    phrase = SparrowProcessor(processor.config.replace(["phrase_answer=true"]), processor.tokenizer)
+    assert phrase.format_answer(answer, phrases) == named
+    assert processor.format_answer(answer, phrases) == processor.format_answer(answer)  # switch off
+    assert phrase.format_answer(named, phrases) == named  # idempotent
+
+
 def test_box_prompt_off_removes_the_box_branch() -> None:
     model = tiny(["box_prompt=false", "tsf.mode=off"])  # the VideoGLaMM-style baseline
     box_only = samples()[2]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparrow.data.conversations import expression_conversation, tube_conversation
+from sparrow.data.conversations import expression_conversation, phrase_of, tube_conversation
 from sparrow.data.records import TubeRecord
 from sparrow.data.registry import get_format
 from sparrow.data.synref import GenerationRequest, preset, write_split
@@ -155,3 +155,20 @@ def test_errors(split_dir: Path, processor: SparrowProcessor) -> None:
     conv = expression_conversation(exp, split.videos[exp.video_id])
     texts = corpus([conv], processor.format_answer)
     assert texts == [conv.turns[0].text, "Sure, [BOX] [SEG]."]
+
+
+def test_phrase_answer_models_train_on_answers_that_name_the_referent(
+    split_dir: Path, processor: SparrowProcessor
+) -> None:
+    spec = DatasetSpec(name="syn", format="mevis", root=str(split_dir), split="train")
+    conversations, objects = read_conversations(spec)
+    named = SparrowProcessor(processor.config.replace({"phrase_answer": True}), processor.tokenizer)
+    conv = conversations[0]
+    phrase = phrase_of(conv.targets[0].phrase)
+    answer = f"Sure, <p> {phrase} </p> [BOX] [SEG]."
+    assert corpus([conv], named.format_answer) == [conv.turns[0].text, answer]
+    sample = ConversationSource("syn", conversations, named, objects).build(0, seed=5)
+    assert named.tokenizer.decode(sample.input_ids[sample.labels != -100].tolist()).startswith(answer)
+    plain = ConversationSource("syn", conversations, processor, objects).build(0, seed=5)
+    assert np.array_equal(sample.seg_masks, plain.seg_masks)  # same targets, longer answer
+    assert len(sample.input_ids) > len(plain.input_ids)

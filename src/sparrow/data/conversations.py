@@ -33,8 +33,9 @@ GCG_PROMPT = (
 )
 
 
-def _phrase(text: str) -> str:
-    return text.strip().rstrip(".")
+def phrase_of(text: str) -> str:
+    """A referring text as questions and answers name it: stripped, without a final full stop."""
+    return text.strip().rstrip(".").strip()
 
 
 def expression_conversation(
@@ -45,7 +46,7 @@ def expression_conversation(
         sample_id=f"{expression.video_id}/{expression.exp_id}",
         video=video,
         turns=(
-            Turn("user", template.format(phrase=_phrase(expression.text))),
+            Turn("user", template.format(phrase=phrase_of(expression.text))),
             Turn("assistant", SEGMENT_ANSWER),
         ),
         targets=(GroundingTarget(expression.text, expression.masks, span=expression.span),),
@@ -57,7 +58,7 @@ def tube_conversation(tube: TubeRecord) -> Conversation:
     if tube.qtype == "interrogative":
         question = QUESTION_TEMPLATE.format(question=tube.sentence.strip())
     else:
-        question = SEGMENT_TEMPLATE.format(phrase=_phrase(tube.sentence))
+        question = SEGMENT_TEMPLATE.format(phrase=phrase_of(tube.sentence))
     return Conversation(
         sample_id=tube.query_id,
         video=tube.video,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sparrow.data.conversations import phrase_of
 from sparrow.errors import ConfigError
 from sparrow.models import SparrowModel
 from sparrow.models.llm import decoder_hidden
@@ -88,7 +89,7 @@ def question_for(prompt: str, template: str) -> tuple[str, str]:
         )
     if text.endswith("?"):
         return text, text
-    phrase = text.rstrip(".")
+    phrase = phrase_of(text)
     return template.format(phrase=phrase), phrase
 
 
@@ -157,10 +158,11 @@ def read_answer(
     history: Sequence[Turn] = (),
     tsf_tokens: Tensor | None = None,
 ) -> Answer:
-    """The LLM reads ``answer`` (adapted to the box switch) after the prompt; its hidden states at the
-    grounding tokens are taken as if it had generated it (one forward pass, no decoding)."""
+    """The LLM reads ``answer`` (adapted to the box and phrase switches, ``phrase`` naming its
+    grounding slot) after the prompt; its hidden states at the grounding tokens are taken as if it had
+    generated it (one forward pass, no decoding)."""
     tok = model.tokenizer
-    answer = model.processor.format_answer(answer)
+    answer = model.processor.format_answer(answer, (phrase,))
     prompt = chat_prompt_ids(model, question, history, with_tsf=tsf_tokens is not None)
     answer_ids = tok.encode(answer)
     ids = torch.tensor([prompt + answer_ids], dtype=torch.long, device=video_tokens.device)

@@ -247,6 +247,11 @@ class SparrowConfig:
     ``GroundingOptions.key_frame`` overrides it). Training samples take their key frame likewise: SAM2
     frame 0, or with ``best`` a frame drawn where the targets are visible
     (:func:`sparrow.training.samples.key_frame_with_targets`).
+    ``phrase_answer``: the model names each referent before grounding it, "Sure, <p> {phrase} </p>
+    [BOX] [SEG]." instead of "Sure, [BOX] [SEG]." (ours: the grounding tokens' states then follow the
+    words they ground; :meth:`SparrowProcessor.format_answer
+    <sparrow.models.processor.SparrowProcessor.format_answer>` writes it for training and for the
+    template answer).
 
     ``l2v_hidden``: hidden width of the L->V MLPs (``None``: the LLM width). ``train_from_scratch``:
     no part has pretrained weights, so training stages also train the encoders and SAM2 (tiny); stage
@@ -273,6 +278,7 @@ class SparrowConfig:
     box_prompt: bool = True
     propagation: Propagation = "video"
     key_frame: KeyFrame = "first"
+    phrase_answer: bool = False
     chain_mask_prompt: bool = False
     l2v_hidden: int | None = None
     train_from_scratch: bool = False

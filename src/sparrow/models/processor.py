@@ -5,8 +5,9 @@
 - samples and normalises the frames each encoder sees (:meth:`encoder_inputs`, :meth:`sam_inputs`),
 - writes the chat prompt with the right number of ``<video>`` / ``<tsf>`` placeholders
   (:meth:`prompt_ids`, :meth:`n_tsf`),
-- adapts grounded answers to the ``box_prompt`` switch (:meth:`format_answer`: ``[BOX]`` before
-  every ``[SEG]`` when on, no ``[BOX]`` when off),
+- adapts grounded answers to the ``box_prompt`` and ``phrase_answer`` switches (:meth:`format_answer`:
+  ``[BOX]`` before every ``[SEG]`` when on, no ``[BOX]`` when off; the referent's phrase before a
+  bare grounding slot),
 - builds the TSF crops along a track (:meth:`tsf_crops`), turns a
   :class:`~sparrow.models.batch.SparrowSample` into a :class:`~sparrow.models.batch.TrainingSample`
   (:meth:`prepare`) and collates samples into a batch (:meth:`collate`).
@@ -18,14 +19,16 @@ Frames at this boundary are uint8 RGB ``(T, H, W, 3)`` at the video's resolution
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 from torch import Tensor
 
+from sparrow.data.conversations import phrase_of
 from sparrow.models.batch import SparrowBatch, SparrowSample, TrainingSample, collate
 from sparrow.models.config import SparrowConfig
 from sparrow.models.sam2 import IMAGENET_MEAN, IMAGENET_STD
-from sparrow.models.tokenizer import BOX, SEG, SparrowTokenizer
+from sparrow.models.tokenizer import BOX, P_CLOSE, P_OPEN, SEG, SparrowTokenizer
 from sparrow.models.tsf import crop_indices, crop_track, fill_track
 from sparrow.models.vision import encoder_hf_config, resize_normalize
 from sparrow.structures.boxes import box_convert, masks_to_boxes, normalize_boxes
@@ -70,12 +73,21 @@ class SparrowProcessor:
         on = mode == "train+infer" or (mode == "train" and training)
         return self.config.tsf.k if on else 0
 
-    def format_answer(self, answer: str) -> str:
-        """Adapt grounding tokens to the ``box_prompt`` switch.
+    def format_answer(self, answer: str, phrases: Sequence[str] = ()) -> str:
+        """Adapt grounding tokens to the ``box_prompt`` and ``phrase_answer`` switches.
 
-        On: every ``[SEG]`` becomes ``[BOX] [SEG]`` (a lone ``[BOX]``, a box answer, stays).
-        Off (the baseline has no box token): ``[BOX] [SEG]`` and a lone ``[BOX]`` become ``[SEG]``.
+        ``box_prompt`` on: every ``[SEG]`` becomes ``[BOX] [SEG]`` (a lone ``[BOX]``, a box answer,
+        stays). Off (the baseline has no box token): ``[BOX] [SEG]`` and a lone ``[BOX]`` become
+        ``[SEG]``.
+
+        ``phrase_answer`` on: an answer without ``<p>`` markup whose grounding slots match
+        ``phrases`` one to one gets ``<p> phrase </p>`` before each slot ("Sure, [SEG]." ->
+        "Sure, <p> the red star </p> [BOX] [SEG]."); any other answer is left as it is.
         """
+        slots = _SLOT.findall(answer)
+        if self.config.phrase_answer and phrases and len(phrases) == len(slots) and P_OPEN not in answer:
+            named = iter(phrases)
+            answer = _SLOT.sub(lambda m: f"{P_OPEN} {phrase_of(next(named))} {P_CLOSE} {m.group(0)}", answer)
         if self.config.box_prompt:
             return _WITH_BOX.sub(f"{BOX} {SEG}", answer)
         return _WITHOUT_BOX.sub(SEG, answer)

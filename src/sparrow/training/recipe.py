@@ -106,14 +106,12 @@ class DataSpec:
         val: held-out datasets for the validation callback.
         epoch_size: samples per sampler epoch (default: all items of the mixture once).
         num_workers: data-loader worker processes (0 builds samples in the training process).
-        answer: answer template: ``box_seg`` ("Sure, [BOX] [SEG].") or ``seg`` (the [SEG]-only baseline).
     """
 
     train: list[DatasetSpec] = field(default_factory=list)
     val: list[DatasetSpec] = field(default_factory=list)
     epoch_size: int | None = None
     num_workers: int = 0
-    answer: Literal["box_seg", "seg"] = "box_seg"
 
 
 @dataclass

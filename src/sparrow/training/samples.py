@@ -174,7 +174,7 @@ class ConversationSource:
         return self.processor.training_sample(
             clip.frames,
             users[0],
-            answers[0],
+            self.processor.format_answer(answers[0], [t.phrase for t in conv.targets]),
             seg_masks,
             sam_indices=sam_frames,
             key_frame=key,

@@ -72,8 +72,9 @@ def corpus(conversations: Sequence[Conversation], processor_answer: Any) -> list
     """Every question and (formatted) answer, for training a tokenizer."""
     texts = []
     for conv in conversations:
+        phrases = [t.phrase for t in conv.targets]
         for turn in conv.turns:
-            texts.append(turn.text if turn.role == "user" else processor_answer(turn.text))
+            texts.append(turn.text if turn.role == "user" else processor_answer(turn.text, phrases))
     return texts
 
 
