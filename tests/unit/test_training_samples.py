@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparrow.data.conversations import expression_conversation, phrase_of, tube_conversation
-from sparrow.data.records import TubeRecord
+from sparrow.data.conversations import (
+    expression_conversation,
+    multi_expression_conversations,
+    phrase_of,
+    tube_conversation,
+)
+from sparrow.data.records import DatasetSplit, ExpressionRecord, TubeRecord, VideoRecord
 from sparrow.data.registry import get_format
 from sparrow.data.synref import GenerationRequest, preset, write_split
 from sparrow.errors import ConfigError, DataFormatError
@@ -172,3 +177,58 @@ def test_phrase_answer_models_train_on_answers_that_name_the_referent(
     plain = ConversationSource("syn", conversations, processor, objects).build(0, seed=5)
     assert np.array_equal(sample.seg_masks, plain.seg_masks)  # same targets, longer answer
     assert len(sample.input_ids) > len(plain.input_ids)
+
+
+class _Blank:
+    """A mask source that is never read (grouping only looks at whether there is one)."""
+
+    def load(self, positions: object = None) -> np.ndarray:
+        raise AssertionError("grouping expressions must not read masks")
+
+
+def test_multi_expression_questions_deal_distinct_referents_before_repeating_one() -> None:
+    video = VideoRecord("v", frame_names=("0",), frame_numbers=(0,))
+    exps = [
+        ExpressionRecord("v", "0", "the red star.", obj_ids=("1",), masks=_Blank()),
+        ExpressionRecord("v", "1", "the star on the left", obj_ids=("1",), masks=_Blank()),
+        ExpressionRecord("v", "2", "the blue disc", obj_ids=("2",), masks=_Blank()),
+        ExpressionRecord("v", "3", "both shapes", obj_ids=("2", "1"), masks=_Blank()),
+        ExpressionRecord("v", "4", "unlabelled", obj_ids=("3",)),  # no masks: not a target
+    ]
+    split = DatasetSplit("mevis", "train", Path("."), {"v": video}, expressions=tuple(exps))
+    (conv,) = multi_expression_conversations(split, group=3)  # the 4th expression alone is dropped
+    assert conv.sample_id == "v/0+2+3"
+    assert conv.turns[0].text == "Can you segment the red star, the blue disc and both shapes in this video?"
+    assert conv.turns[1].text == (
+        "Sure, <p> the red star </p> [SEG], <p> the blue disc </p> [SEG] and <p> both shapes </p> [SEG]."
+    )
+    assert [t.phrase for t in conv.targets] == ["the red star.", "the blue disc", "both shapes"]
+    pairs = list(multi_expression_conversations(split, group=2))
+    assert [c.sample_id for c in pairs] == ["v/0+2", "v/3+1"]
+    assert pairs[1].turns[0].text == "Can you segment both shapes and the star on the left in this video?"
+    with pytest.raises(ValueError, match="at least 2"):
+        next(multi_expression_conversations(split, group=1))
+
+
+def test_multi_expression_samples_ground_every_named_referent(
+    split_dir: Path, processor: SparrowProcessor
+) -> None:
+    spec = DatasetSpec(name="syn", root=str(split_dir), task="multi_referring_segmentation")
+    conversations, objects = read_conversations(spec)
+    split = get_format("mevis").open(split_dir, "train")
+    assert conversations and all(2 <= len(c.targets) <= 3 for c in conversations)
+    for conv in conversations:
+        same_video = {e.exp_id: e for e in split.expressions if e.video_id == conv.video.video_id}
+        ids = conv.sample_id.split("/")[1].split("+")
+        assert [t.phrase for t in conv.targets] == [same_video[i].text for i in ids]
+    sample = ConversationSource("syn", conversations, processor, objects).build(0, seed=5)
+    assert sample.seg_masks.shape == (len(conversations[0].targets), 4, 64, 64)
+    answer = processor.tokenizer.decode(sample.input_ids[sample.labels != -100].tolist())
+    assert answer.count("[BOX] [SEG]") == len(conversations[0].targets)  # a [BOX] before every [SEG]
+    assert answer.count("<p>") == len(conversations[0].targets)
+    with pytest.raises(ConfigError, match=r"options\.group"):
+        read_conversations(
+            DatasetSpec(
+                name="syn", root=str(split_dir), task="multi_referring_segmentation", options={"group": 1}
+            )
+        )

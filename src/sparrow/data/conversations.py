@@ -4,6 +4,10 @@
 - A tube (STVG) becomes the same question with the sentence, or, for an interrogative sentence,
   "{question} Please respond with segmentation masks." -- the VideoGLaMM prompts.
 - A grounded caption becomes the GCG request -> the caption with ``<p> phrase </p> [SEG]`` markup.
+- (ours) Several expressions of one video become one question, "Can you segment {a}, {b} and {c}
+  in this video?" -> "Sure, <p> a </p> [SEG], <p> b </p> [SEG] and <p> c </p> [SEG].": the
+  grounding tokens of one sample then share the video and its proposals but not the referent, so
+  the filtration head can only pick right by reading its query.
 
 ``Conversation.targets[k]`` grounds the k-th ``[SEG]`` of the answers; the model's chat template
 puts the ``[BOX]`` token before each ``[SEG]`` and both refer to the same target.
@@ -11,7 +15,7 @@ puts the ``[BOX]`` token before each ``[SEG]`` and both refer to the same target
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from .records import (
     CaptionRecord,
@@ -51,6 +55,54 @@ def expression_conversation(
         ),
         targets=(GroundingTarget(expression.text, expression.masks, span=expression.span),),
     )
+
+
+def _enumerate(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def multi_expression_conversation(
+    expressions: Sequence[ExpressionRecord], video: VideoRecord
+) -> Conversation:
+    """One conversation asking to segment several expressions of ``video`` at once; target ``k``
+    is expression ``k``'s referents, named by ``<p> phrase </p>`` before its ``[SEG]``."""
+    if not expressions:
+        raise ValueError("a multi-expression conversation needs at least one expression")
+    phrases = [phrase_of(e.text) for e in expressions]
+    answer = "Sure, " + _enumerate([f"<p> {p} </p> [SEG]" for p in phrases]) + "."
+    return Conversation(
+        sample_id=f"{video.video_id}/" + "+".join(e.exp_id for e in expressions),
+        video=video,
+        turns=(
+            Turn("user", SEGMENT_TEMPLATE.format(phrase=_enumerate(phrases))),
+            Turn("assistant", answer),
+        ),
+        targets=tuple(GroundingTarget(e.text, e.masks, span=e.span) for e in expressions),
+    )
+
+
+def multi_expression_conversations(split: DatasetSplit, group: int = 3) -> Iterator[Conversation]:
+    """The expressions (with masks) of each video of ``split``, in conversations of ``2..group``.
+
+    A video's expressions are dealt round-robin over its distinct referent sets (``obj_ids``) before
+    they are cut into groups, so the expressions of one conversation name different objects where
+    the video has them; a last group of one expression is dropped (its single-expression
+    conversation teaches it).
+    """
+    if group < 2:
+        raise ValueError(f"a multi-expression conversation groups at least 2 expressions, got {group}")
+    by_video: dict[str, dict[tuple[str, ...], list[ExpressionRecord]]] = {}
+    for exp in split.expressions:
+        if exp.masks is not None:
+            by_video.setdefault(exp.video_id, {}).setdefault(tuple(sorted(exp.obj_ids)), []).append(exp)
+    for video_id, referents in by_video.items():
+        queues = list(referents.values())
+        dealt = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+        for start in range(0, len(dealt), group):
+            chunk = dealt[start : start + group]
+            if len(chunk) >= 2:
+                yield multi_expression_conversation(chunk, split.videos[video_id])
 
 
 def tube_conversation(tube: TubeRecord) -> Conversation:

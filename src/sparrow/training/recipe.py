@@ -30,7 +30,13 @@ from sparrow.errors import ConfigError
 from sparrow.models.config import _build as build_dataclass
 from sparrow.paths import configs_dir
 
-TaskKind = Literal["referring_segmentation", "grounded_caption", "box_grounding", "tube_grounding"]
+TaskKind = Literal[
+    "referring_segmentation",
+    "multi_referring_segmentation",
+    "grounded_caption",
+    "box_grounding",
+    "tube_grounding",
+]
 Schedule = Literal["constant", "linear", "cosine"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 
@@ -82,7 +88,9 @@ class DatasetSpec:
         split: the split to read.
         weight: relative sampling weight in the mixture.
         task: what the samples teach: ``referring_segmentation`` ("Can you segment {exp} in this
-            video?" -> "Sure, [BOX] [SEG]."), ``grounded_caption``, ``box_grounding``, ``tube_grounding``.
+            video?" -> "Sure, [BOX] [SEG]."), ``multi_referring_segmentation`` (several expressions
+            of a video in one question, ``options.group`` at most, default 3),
+            ``grounded_caption``, ``box_grounding``, ``tube_grounding``.
         max_items: use only the first N items of the split (quick runs).
         options: reader- or task-specific settings.
     """

@@ -20,7 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparrow.data.conversations import caption_conversation, expression_conversation, tube_conversation
+from sparrow.data.conversations import (
+    caption_conversation,
+    expression_conversation,
+    multi_expression_conversations,
+    tube_conversation,
+)
 from sparrow.data.mask_sources import MaskSource
 from sparrow.data.records import Conversation, DatasetSplit
 from sparrow.data.registry import get_format
@@ -48,7 +53,7 @@ def open_split(spec: DatasetSpec) -> DatasetSplit:
 def read_conversations(
     spec: DatasetSpec, split: DatasetSplit | None = None
 ) -> tuple[list[Conversation], dict[str, list[MaskSource]]]:
-    """The conversations of one dataset of the mixture and, for referring segmentation, the
+    """The conversations of one dataset of the mixture and, for (multi-)referring segmentation, the
     per-object masks of its videos (proposer targets)."""
     split = open_split(spec) if split is None else split
     objects: dict[str, list[MaskSource]] = {}
@@ -58,6 +63,15 @@ def read_conversations(
             for e in split.expressions
             if e.masks is not None
         ]
+        objects = object_mask_sources(split)
+    elif spec.task == "multi_referring_segmentation":
+        group = spec.options.get("group", 3)
+        if not isinstance(group, int) or group < 2:
+            raise ConfigError(
+                f"dataset {spec.name!r}: options.group must be an integer >= 2, got {group!r}",
+                fix="set how many expressions of a video one question asks for (default 3)",
+            )
+        items = list(multi_expression_conversations(split, group))
         objects = object_mask_sources(split)
     elif spec.task == "grounded_caption":
         items = [caption_conversation(c) for c in split.captions]
