@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from .markup import gcg_slot
 from .records import (
     CaptionRecord,
     Conversation,
@@ -57,7 +58,7 @@ def expression_conversation(
     )
 
 
-def _enumerate(items: Sequence[str]) -> str:
+def english_list(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
@@ -70,12 +71,12 @@ def multi_expression_conversation(
     if not expressions:
         raise ValueError("a multi-expression conversation needs at least one expression")
     phrases = [phrase_of(e.text) for e in expressions]
-    answer = "Sure, " + _enumerate([f"<p> {p} </p> [SEG]" for p in phrases]) + "."
+    answer = "Sure, " + english_list([gcg_slot(p) for p in phrases]) + "."
     return Conversation(
         sample_id=f"{video.video_id}/" + "+".join(e.exp_id for e in expressions),
         video=video,
         turns=(
-            Turn("user", SEGMENT_TEMPLATE.format(phrase=_enumerate(phrases))),
+            Turn("user", SEGMENT_TEMPLATE.format(phrase=english_list(phrases))),
             Turn("assistant", answer),
         ),
         targets=tuple(GroundingTarget(e.text, e.masks, span=e.span) for e in expressions),

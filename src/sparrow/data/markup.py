@@ -130,9 +130,14 @@ def format_grounding_markup(grounded: GroundedText) -> str:
     )
 
 
+def gcg_slot(phrase: str) -> str:
+    """A phrase grounded in VideoGLaMM GCG form: ``<p> phrase </p> [SEG]``."""
+    return f"<p> {phrase} </p> [SEG]"
+
+
 def to_gcg_caption(grounded: GroundedText) -> str:
     """VideoGLaMM GCG form: every span becomes ``<p> phrase </p> [SEG]`` (one ``[SEG]`` per phrase)."""
-    return _render_spans(grounded, lambda span: f"<p> {span.phrase} </p> [SEG]")
+    return _render_spans(grounded, lambda span: gcg_slot(span.phrase))
 
 
 _TAG = re.compile(r"<.*?>")

@@ -18,6 +18,8 @@ from itertools import combinations
 
 import numpy as np
 
+from sparrow.data.conversations import english_list
+from sparrow.data.markup import gcg_slot
 from sparrow.errors import DataFormatError
 
 from .checker import TAG_ORDER, Checker, Truth
@@ -411,10 +413,6 @@ def _number(n: int) -> str:
     return {1: "one", **COUNT_WORDS}.get(n, str(n))
 
 
-def _join(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def caption(proposer: Proposer, max_phrases: int = 3) -> Caption:
     """Describe up to ``max_phrases`` groups of identical-looking present objects, each phrase a
     proved description of exactly that group, followed by what the checker found them doing."""
@@ -452,13 +450,13 @@ def caption(proposer: Proposer, max_phrases: int = 3) -> Caption:
             for kind in ("enters", "emerges", "behind_wall", "leaves_returns", "leaves"):
                 if ck.event_truth(Event(kind), k, ()) is Truth.TRUE:
                     parts.append(clause(Event(kind), False, walls))
-            verb = _join(parts) if parts else ("moves around" if "M" in prof.states else "is visible")
+            verb = english_list(parts) if parts else ("moves around" if "M" in prof.states else "is visible")
         else:
             crossing = any(ck.crosses_lookalike(j) for j in group)
             verb = "look alike and cross paths" if crossing else "look alike"
         phrase = noun_phrase(target, len(group))
         phrase = phrase[0].upper() + phrase[1:]
-        sentences.append(f"<p> {phrase} </p> [SEG] {verb}.")
+        sentences.append(f"{gcg_slot(phrase)} {verb}.")
         phrases.append(phrase)
         members.append(tuple(group))
     n = len(proposer.present)
