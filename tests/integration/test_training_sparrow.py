@@ -19,9 +19,11 @@ import torch
 import yaml
 
 from sparrow.data.synref import GenerationRequest, preset, write_split
+from sparrow.errors import CheckpointError
 from sparrow.models import SparrowModel
 from sparrow.training import train
 from sparrow.training.checkpoint import CheckpointManager, read_state
+from sparrow.training.export import export_checkpoint
 from sparrow.training.metrics_log import read_metrics
 from sparrow.training.recipe import load_recipe
 
@@ -189,3 +191,31 @@ def test_sigkill_then_resume_continues_the_exact_loss_curve(
     a = SparrowModel.from_pretrained(out / "3-match" / "final").state_dict()
     b = SparrowModel.from_pretrained(run / "3-match" / "final").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_writes_a_checkpoint_as_the_stage_final_would_be(run: Path, tmp_path: Path) -> None:
+    """``sparrow export`` rebuilds the stage's model (start folder + the stage's overrides) around a
+    checkpoint's weights; for the last step that is exactly the stage's ``final/``."""
+    from typer.testing import CliRunner
+
+    from sparrow.cli.app import app
+
+    checkpoint = run / "2-filter" / "checkpoints" / "step-00000020"
+    with pytest.raises(CheckpointError, match="sparrow export"):
+        SparrowModel.from_pretrained(checkpoint)  # weights only: the error says how to export
+    result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    assert "recipe stage 2 (stage 2) after 20 steps" in result.output
+    exported = SparrowModel.from_pretrained(tmp_path / "model")
+    final = SparrowModel.from_pretrained(run / "2-filter" / "final")
+    assert exported.config == final.config and exported.config.tsf.mode == "off"  # the stage's override
+    a, b = exported.state_dict(), final.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a stage folder names its newest checkpoint; an existing --out and a model folder are refused
+    newest = export_checkpoint(run / "3-match", tmp_path / "match")
+    assert (newest.stage_index, newest.stage, newest.step) == (3, 3, 20)
+    with pytest.raises(CheckpointError, match="output folder exists"):
+        export_checkpoint(checkpoint, tmp_path / "model")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        export_checkpoint(run / "2-filter" / "final", tmp_path / "other")
+    assert not (tmp_path / "other").exists()

@@ -44,6 +44,7 @@ def _root(
 
 app.command("info")(info.info)
 app.command("train")(train.train)
+app.command("export")(train.export)
 app.command("ground")(ground.ground)
 app.command("chat")(chat.chat)
 app.command("predict")(predict.predict)

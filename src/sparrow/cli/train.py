@@ -1,4 +1,5 @@
-"""``sparrow train``: run a training recipe (one process, or every process of a ``torchrun`` job)."""
+"""``sparrow train``: run a training recipe (one process, or every process of a ``torchrun`` job);
+``sparrow export``: turn one of its checkpoints into a model folder."""
 
 from __future__ import annotations
 
@@ -91,3 +92,23 @@ def train(
             ],
         }
         write_json(json_out, summary)
+
+
+def export(
+    checkpoint: Path = typer.Argument(
+        ...,
+        help="A training checkpoint, RUN/<index>-<stage>/checkpoints/step-N (or its checkpoints/ or "
+        "stage folder: the newest checkpoint).",
+        show_default=False,
+    ),
+    out: Path = typer.Option(..., "--out", help="The model folder to write (must not exist).", metavar="DIR"),
+) -> None:
+    """Write the model of a training checkpoint as a model folder that --model accepts, as the
+    stage's final/ would be had it ended there (the config and tokenizer come from the run)."""
+    from sparrow.training.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, out)
+    typer.echo(
+        f"{result.model}: recipe stage {result.stage_index} (stage {result.stage}) after "
+        f"{result.step} steps, from {result.checkpoint}"
+    )

@@ -94,8 +94,13 @@ def read_config(folder: str | Path, overrides: dict | list[str] | None = None) -
         )
     path = folder / CONFIG_FILE
     if not path.is_file():
+        training = (folder / "trainer_state.json").is_file()  # a training checkpoint holds weights only
         raise CheckpointError(
-            "config.json is missing", path=folder, fix="the folder is not a SPARROW checkpoint"
+            "config.json is missing" + (" (this is a training checkpoint)" if training else ""),
+            path=folder,
+            fix=f"export it as a model folder: sparrow export {folder} --out DIR"
+            if training
+            else "the folder is not a SPARROW checkpoint",
         )
     try:
         data = json.loads(path.read_text())

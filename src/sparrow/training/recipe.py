@@ -245,6 +245,16 @@ class Recipe:
     def stage_batch_size(self, index: int) -> int:
         return self.stages[index].batch_size or self.train.batch_size
 
+    def stage_model_overrides(self, index: int) -> dict[str, Any]:
+        """The config overrides the model of ``stages[index]`` is loaded with: ``model.overrides``
+        when the first stage starts from ``model.init`` (a fresh ``init/`` is built with them), then
+        the stage's own ``model``."""
+        overrides: dict[str, Any] = {}
+        if index == 0 and self.model.init:
+            merge(overrides, self.model.overrides)
+        merge(overrides, self.stages[index].model)
+        return overrides
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):

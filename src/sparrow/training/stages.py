@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,11 @@ def final_dir(run_dir: Path, index: int, stage: int) -> Path:
 def checkpoints_dir(run_dir: Path, index: int, stage: int) -> Path:
     """The stage's resumable checkpoints."""
     return stage_dir(run_dir, index, stage) / "checkpoints"
+
+
+def stage_start(recipe: Recipe, run_dir: Path, index: int) -> Path:
+    """The model folder stage ``index`` starts from: the previous stage's ``final/``, else
+    ``model.init``, else the run's ``init/`` (a fresh model of the preset the trainer saves)."""
+    if index > 0:
+        return final_dir(run_dir, index - 1, recipe.stages[index - 1].stage)
+    return Path(recipe.model.init) if recipe.model.init else run_dir / "init"

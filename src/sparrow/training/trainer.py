@@ -62,8 +62,8 @@ from .checkpoint import (
 from .metrics_log import MetricsLog
 from .optim import make_optimizer, make_scheduler
 from .progress import TrainProgress
-from .recipe import Recipe, StageSpec, check_resumable, dump_recipe, merge, stored_recipe
-from .stages import STAGES, checkpoints_dir, final_dir
+from .recipe import Recipe, StageSpec, check_resumable, dump_recipe, stored_recipe
+from .stages import STAGES, checkpoints_dir, final_dir, stage_start
 from .task import SampleSource, TrainingTask, make_task
 
 
@@ -266,12 +266,9 @@ class Trainer:
         built once by rank 0 and saved, so every rank and every resumption starts from the same
         weights (and tokenizer) whatever the RNG or library versions do.
         """
-        if index > 0:
-            prev = self.recipe.stages[index - 1]
-            return final_dir(self.run_dir, index - 1, prev.stage)
-        if self.recipe.model.init:
-            return Path(self.recipe.model.init)
-        init = self.run_dir / "init"
+        init = stage_start(self.recipe, self.run_dir, index)
+        if index > 0 or self.recipe.model.init:
+            return init
         missing = not init.is_dir()
         self.barrier()  # every rank has looked before rank 0 creates it
         if missing:
@@ -285,11 +282,7 @@ class Trainer:
 
     def _build_model(self, index: int, stage: int) -> nn.Module:
         """The model of stage ``index``: its start folder, the stage's config overrides, ``set_stage``."""
-        overrides: dict[str, Any] = {}
-        if index == 0 and self.recipe.model.init:
-            merge(overrides, self.recipe.model.overrides)
-        merge(overrides, self.recipe.stages[index].model)
-        model = self.task.load_model(self._stage_init(index), overrides)
+        model = self.task.load_model(self._stage_init(index), self.recipe.stage_model_overrides(index))
         model.set_stage(stage)
         return model
 
