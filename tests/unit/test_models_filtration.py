@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparrow.models.filtration import FINE_CROP_SIZES, FiltrationHead, roi_crops
+from sparrow.models.filtration import FINE_CROP_SIZES, FiltrationHead, fine_crops, roi_crops
 from sparrow.models.losses import box_l1_giou_loss, proposal_selection_loss
 from sparrow.models.proposer import ProposerOutput
 
@@ -126,28 +126,30 @@ def test_fine_features_describe_the_proposals() -> None:
     proposals = _proposals()
     query = torch.randn(2, 24)
     maps = _fine_maps(2)
-    out = head(query, proposals, maps)
+    out = head(query, proposals, fine_crops(maps, proposals.boxes))
     assert out.scores.shape == (2, 6)
-    changed = head(query, proposals, [maps[0] + 1.0, maps[1]])
+    changed = head(query, proposals, fine_crops([maps[0] + 1.0, maps[1]], proposals.boxes))
     assert not torch.allclose(out.scores, changed.scores)  # the scores read the maps
     out.scores.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.fine_proj.parameters())
-    with pytest.raises(ValueError, match="fine maps"):
+    with pytest.raises(ValueError, match="fine-map crops"):
         head(query, proposals)
-    with pytest.raises(ValueError, match="fine maps"):
-        head(query, proposals, [maps[1], maps[0]])
+    with pytest.raises(ValueError, match="fine-map crops"):
+        head(query, proposals, fine_crops([maps[1], maps[0]], proposals.boxes))
     with pytest.raises(ValueError, match="fine_channels"):
         FiltrationHead(query_dim=24, proposal_dim=16, hidden_dim=32, fine_channels=(3,))
     plain = FiltrationHead(query_dim=24, proposal_dim=16, hidden_dim=32)
     assert plain.fine_proj is None
-    torch.testing.assert_close(plain(query, proposals, maps).scores, plain(query, proposals).scores)
+    torch.testing.assert_close(
+        plain(query, proposals, fine_crops(maps, proposals.boxes)).scores, plain(query, proposals).scores
+    )
 
 
 def test_fine_features_let_the_head_pick_by_appearance() -> None:
     """The query names the colour (one of 3 channels lit) of one proposal's region; the proposals'
     own features are noise. With the fine maps the head learns to pick it; without them it cannot."""
 
-    def batch(seed: int) -> tuple[torch.Tensor, ProposerOutput, list[torch.Tensor], torch.Tensor]:
+    def batch(seed: int) -> tuple[torch.Tensor, ProposerOutput, torch.Tensor | None, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
         n, q = 16, 3
         cells = torch.randperm(16, generator=g)[:q]  # distinct cells of a 4x4 layout, one per proposal
@@ -164,7 +166,7 @@ def test_fine_features_let_the_head_pick_by_appearance() -> None:
         proposals = ProposerOutput(
             boxes=boxes, logits=torch.zeros(n, q), features=torch.randn(n, q, 16, generator=g)
         )
-        return query, proposals, [image, torch.zeros(n, 3, 8, 8)], pick
+        return query, proposals, fine_crops([image, torch.zeros(n, 3, 8, 8)], boxes), pick
 
     accuracy = {}
     for fine in (True, False):

@@ -595,6 +595,23 @@ def test_question_bag_adds_the_questions_encoded_words_to_the_box_state(monkeypa
     assert not grad[[tok.ids.box, tok.ids.seg, tok.ids.video]].any()  # never a question word
 
 
+def test_without_the_box_state_the_query_is_the_question_bag_alone(monkeypatch) -> None:
+    with pytest.raises(ConfigError, match="no query"):
+        tiny(["filtration.box_state=false"])  # nothing left to query with
+    model = tiny(["tsf.mode=off", "filtration.question_bag=true", "filtration.box_state=false"]).eval()
+    tok = model.tokenizer
+    torch.nn.init.normal_(model.question_bag.out.weight, std=0.1)
+    script = [tok.ids.box, tok.ids.seg, tok.ids.box, tok.ids.seg, tok.ids.end]
+    answer, _, _ = _scripted_answer(model, monkeypatch, script)
+    batch = model.processor.collate(samples()[:1])
+    bag = model.question_bag(batch.input_ids, model.question_tokens(batch))
+    torch.testing.assert_close(answer.box_hidden, bag.expand(2, -1), atol=1e-5, rtol=1e-5)
+    batch = make_batch(model)
+    states = model.box_states(batch, torch.randn(*batch.input_ids.shape, model.llm.config.hidden_size))
+    bags = model.question_bag(batch.input_ids, model.question_tokens(batch))[batch.box_sample]
+    torch.testing.assert_close(states, bags)  # the LLM's states play no part
+
+
 def _decoded(mask: torch.Tensor, score: float) -> MaskDecoderOutput:
     """A mask-decoder output whose low-res mask is ``mask`` ``(32, 32)`` bool."""
     logits = torch.where(mask, 5.0, -5.0)[None, None]

@@ -168,6 +168,10 @@ class FiltrationConfig:
     bag-of-words encoding of the question (:class:`~sparrow.models.question_bag.QuestionBag`, zero
     at the start, trained with the box branch in stages 2 and 3): a path for the words around an LLM that
     loses them (not in the paper; off in every preset).
+
+    ``box_state``: the LLM's ``[BOX]`` hidden state is part of the query (the paper's head). Off
+    (needs ``question_bag``): the query is the question bag alone, so the LLM's ``[BOX]`` token only
+    says where a box is asked for (not in the paper; an experiment, docs/training.md).
     """
 
     hidden_dim: int = 256
@@ -175,6 +179,7 @@ class FiltrationConfig:
     fine_features: bool = False
     word_decoder: bool = False
     question_bag: bool = False
+    box_state: bool = True
 
 
 @dataclass
@@ -303,7 +308,7 @@ class SparrowConfig:
         return SparrowConfig.from_dict(data)
 
     def validate(self, source: str | Path | None = None) -> None:
-        """Cross-field checks: square token counts, TSF sizes, frame counts."""
+        """Cross-field checks: square token counts, TSF sizes, frame counts, the filtration query."""
 
         def bad(message: str, fix: str) -> None:
             raise ConfigError(message, path=source, fix=fix)
@@ -332,6 +337,11 @@ class SparrowConfig:
         ):
             if not 0.0 <= value <= 1.0:
                 bad(f"{name}={value} is not a probability", "use a value in [0, 1]")
+        if not (self.filtration.box_state or self.filtration.question_bag):
+            bad(
+                "filtration.box_state=false leaves the filtration head no query",
+                "turn filtration.question_bag on, or box_state back on",
+            )
 
 
 def preset_path(name: str) -> Path:

@@ -120,8 +120,8 @@ class FiltrationHead(nn.Module):
         if fine_channels and len(fine_channels) != len(FINE_CROP_SIZES):
             raise ValueError(f"fine_channels needs {len(FINE_CROP_SIZES)} maps, got {fine_channels}")
         self.fine_channels = tuple(fine_channels)
-        fine_dim = sum(c * k * k for c, k in zip(self.fine_channels, FINE_CROP_SIZES, strict=False))
-        self.fine_proj = MLP(fine_dim, hidden_dim, hidden_dim, 2) if fine_dim else None
+        self.fine_dim = sum(c * k * k for c, k in zip(self.fine_channels, FINE_CROP_SIZES, strict=False))
+        self.fine_proj = MLP(self.fine_dim, hidden_dim, hidden_dim, 2) if self.fine_dim else None
         self.proposal_norm = nn.LayerNorm(hidden_dim)
         self.score_head = MLP(3 * hidden_dim, hidden_dim, 1, 2)
         self.refine_head = MLP(3 * hidden_dim, hidden_dim, 4, 2) if refine else None
@@ -136,12 +136,13 @@ class FiltrationHead(nn.Module):
         return self.word_decoder(query)
 
     def forward(
-        self, box_query: Tensor, proposals: ProposerOutput, fine_maps: list[Tensor] | None = None
+        self, box_query: Tensor, proposals: ProposerOutput, fine: Tensor | None = None
     ) -> FiltrationOutput:
         """Score ``proposals`` (``Q`` per image) against ``box_query`` ``(N, query_dim)``.
 
-        ``fine_maps``: with ``fine_channels``, the ``(N, C_i, H_i, W_i)`` fine feature maps of each
-        row's image (ignored otherwise).
+        ``fine``: with ``fine_channels``, the proposals' crops of their images' fine feature maps,
+        ``(N, Q, fine_dim)`` from :func:`fine_crops` (ignored otherwise). The crops are an input, not
+        computed here, so a frozen model's crops can be taken once and reused (stage 3 on a cache).
         """
         boxes = proposals.boxes
         n, num_q = boxes.shape[:2]
@@ -156,13 +157,12 @@ class FiltrationHead(nn.Module):
             + self.objectness_proj(proposals.logits[..., None].to(dtype))
         )
         if self.fine_proj is not None:
-            channels = tuple(m.shape[1] for m in fine_maps or ())
-            if channels != self.fine_channels or any(m.shape[0] != n for m in fine_maps or ()):
+            if fine is None or fine.shape != (n, num_q, self.fine_dim):
                 raise ValueError(
-                    f"the head reads fine maps of {self.fine_channels} channels for {n} rows, got "
-                    f"{[tuple(m.shape) for m in fine_maps or ()]}"
+                    f"the head reads fine-map crops (N, Q, F) = ({n}, {num_q}, {self.fine_dim}) of "
+                    f"maps of {self.fine_channels} channels, got {None if fine is None else tuple(fine.shape)}"
                 )
-            p = p + self.fine_proj(fine_crops(fine_maps, boxes.to(dtype)))
+            p = p + self.fine_proj(fine.to(dtype))
         p = self.proposal_norm(p)
         joint = torch.cat([q, p, q * p], dim=-1)
         scores = self.score_head(joint)[..., 0]

@@ -41,7 +41,7 @@ from sparrow.errors import ConfigError
 from sparrow.models.adapters import LanguageVisionMLP, VisionLanguageAdapter
 from sparrow.models.batch import SparrowBatch
 from sparrow.models.config import SparrowConfig, load_config
-from sparrow.models.filtration import FiltrationHead, FiltrationOutput
+from sparrow.models.filtration import FiltrationHead, FiltrationOutput, fine_crops
 from sparrow.models.llm import build_causal_lm, decoder_hidden, greedy_generate, lm_width
 from sparrow.models.losses import (
     bag_of_words_loss,
@@ -520,9 +520,9 @@ class SparrowModel(nn.Module):
             proposals = all_proposals.top_k(cfg.proposer.top_k)
         if need_box:
             per_box = _index_proposals(proposals, batch.box_sample)
-            fine_maps = self._fine_maps(features, key_rows[batch.box_sample])
+            fine = self._fine_crops(features, key_rows[batch.box_sample], per_box)
             query = self.box_projection(self.box_states(batch, hidden))
-            filtration = self.filtration(query, per_box, fine_maps)
+            filtration = self.filtration(query, per_box, fine)
             valid = batch.box_valid
             if bool(valid.any()):
                 scored = (filtration.scores[valid], per_box.boxes[valid].detach(), batch.boxes[valid])
@@ -585,13 +585,19 @@ class SparrowModel(nn.Module):
     def box_states(self, batch: SparrowBatch, hidden: Tensor) -> Tensor:
         """``(n_box, D)`` the ``[BOX]`` states of a teacher-forced batch, in order, from the LLM's last
         hidden states ``hidden`` ``(B, L, D)``: the states at the ``[BOX]`` tokens, plus their
-        sample's question bag with ``filtration.question_bag`` (what :meth:`generate` returns as
-        ``box_hidden``)."""
+        sample's question bag with ``filtration.question_bag`` (the bag alone with
+        ``filtration.box_state`` off; what :meth:`generate` returns as ``box_hidden``)."""
         states = hidden[batch.input_ids == self._tok().ids.box]
         if self.question_bag is None:
             return states
         bags = self.question_bag(batch.input_ids, self.question_tokens(batch))
-        return states + bags[batch.box_sample].to(states.dtype)
+        return self._with_bag(states, bags[batch.box_sample])
+
+    def _with_bag(self, states: Tensor, bags: Tensor) -> Tensor:
+        """``[BOX]`` states ``(n, D)`` with their question bags ``(n, D)`` added, or the bags alone
+        (in ``states``' dtype) with ``filtration.box_state`` off."""
+        bags = bags.to(states.dtype)
+        return states + bags if self.config.filtration.box_state else bags
 
     def question_tokens(self, batch: SparrowBatch) -> Tensor:
         """``(B, L)`` bool: the positions of each sample's question words, the prompt's tokens (label
@@ -811,7 +817,8 @@ class SparrowModel(nn.Module):
             # the bag of the training example this answer makes: its unlabelled tokens are the
             # prompt's and the tail's, so the words (and the template's newlines) count as in training
             unlabelled = torch.cat([ids, ids.new_tensor([tok.tail_ids()])], dim=1)
-            box_hidden = box_hidden + self.question_bag(unlabelled, ~self._special_tokens(unlabelled))
+            bag = self.question_bag(unlabelled, ~self._special_tokens(unlabelled))
+            box_hidden = self._with_bag(box_hidden, bag.expand(box_hidden.shape[0], -1))
         return GeneratedAnswer(
             token_ids=out.token_ids,
             text=tok.decode(out.token_ids.tolist()),
@@ -824,12 +831,12 @@ class SparrowModel(nn.Module):
         """Top-k class-agnostic proposals of key frames: features of ``N`` frames -> ``(N, k, ...)``."""
         return self.proposer(key_features.image_embeddings).top_k(self.config.proposer.top_k)
 
-    def _fine_maps(self, features: Sam2Features, rows: Tensor) -> list[Tensor] | None:
-        """The filtration head's fine maps: ``features``' high-res maps at ``rows`` (``None`` with
-        ``filtration.fine_features`` off, so nothing is copied for a head that does not read them)."""
+    def _fine_crops(self, features: Sam2Features, rows: Tensor, proposals: ProposerOutput) -> Tensor | None:
+        """The filtration head's fine input: crops ``(n, k, F)`` of ``features``' high-res maps at
+        ``rows`` in the ``n`` rows of ``proposals`` (``None`` with ``filtration.fine_features`` off)."""
         if self.filtration.fine_proj is None:
             return None
-        return [f[rows] for f in features.high_res_features]
+        return fine_crops([f[rows] for f in features.high_res_features], proposals.boxes)
 
     def select_boxes(
         self, box_hidden: Tensor, key_features: Sam2Features
@@ -848,9 +855,9 @@ class SparrowModel(nn.Module):
             raise ValueError("select_boxes needs the SAM2 features of exactly one key frame")
         proposals = self.propose(key_features)
         index = torch.zeros(box_hidden.shape[0], dtype=torch.long, device=box_hidden.device)
-        fine_maps = self._fine_maps(key_features, index)
+        per_box = _index_proposals(proposals, index)
         query = self.box_projection(box_hidden)
-        return self.filtration(query, _index_proposals(proposals, index), fine_maps), proposals
+        return self.filtration(query, per_box, self._fine_crops(key_features, index, per_box)), proposals
 
     def prompts_from_hidden(
         self, seg_hidden: Tensor, box_hidden: Tensor | None, key_features: Sam2Features | None
