@@ -103,7 +103,7 @@ def collect(model: SparrowModel, specs: list[DatasetSpec], draws: int, batch: in
             parts["features"].append(per_row.features)
             parts["boxes"].append(per_row.boxes)
             parts["logits"].append(per_row.logits)
-            parts["fine"].append(model._fine_crops(sam, rows, per_row))
+            parts["fine"].append(model.fine_crops_of(sam, rows, per_row))
             parts["states"].append(hidden[b.input_ids == ids.box][b.box_valid])
             parts["words"].extend(b.input_ids[int(r)][question[int(r)]] for r in rows)
             parts["targets"].append(targets)
@@ -119,7 +119,7 @@ def pick(model: SparrowModel, cache: Cache, rows: Tensor):
     if model.question_bag is not None:
         words = pad_sequence([cache.words[int(r)] for r in rows], batch_first=True, padding_value=-1)
         bags = model.question_bag(words.clamp(min=0), words >= 0)
-        states = model._with_bag(states, bags)
+        states = model.with_question_bag(states, bags)
     proposals = ProposerOutput(
         boxes=cache.boxes[rows], logits=cache.logits[rows], features=cache.features[rows]
     )

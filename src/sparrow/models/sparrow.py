@@ -520,7 +520,7 @@ class SparrowModel(nn.Module):
             proposals = all_proposals.top_k(cfg.proposer.top_k)
         if need_box:
             per_box = _index_proposals(proposals, batch.box_sample)
-            fine = self._fine_crops(features, key_rows[batch.box_sample], per_box)
+            fine = self.fine_crops_of(features, key_rows[batch.box_sample], per_box)
             query = self.box_projection(self.box_states(batch, hidden))
             filtration = self.filtration(query, per_box, fine)
             valid = batch.box_valid
@@ -591,9 +591,9 @@ class SparrowModel(nn.Module):
         if self.question_bag is None:
             return states
         bags = self.question_bag(batch.input_ids, self.question_tokens(batch))
-        return self._with_bag(states, bags[batch.box_sample])
+        return self.with_question_bag(states, bags[batch.box_sample])
 
-    def _with_bag(self, states: Tensor, bags: Tensor) -> Tensor:
+    def with_question_bag(self, states: Tensor, bags: Tensor) -> Tensor:
         """``[BOX]`` states ``(n, D)`` with their question bags ``(n, D)`` added, or the bags alone
         (in ``states``' dtype) with ``filtration.box_state`` off."""
         bags = bags.to(states.dtype)
@@ -818,7 +818,7 @@ class SparrowModel(nn.Module):
             # prompt's and the tail's, so the words (and the template's newlines) count as in training
             unlabelled = torch.cat([ids, ids.new_tensor([tok.tail_ids()])], dim=1)
             bag = self.question_bag(unlabelled, ~self._special_tokens(unlabelled))
-            box_hidden = self._with_bag(box_hidden, bag.expand(box_hidden.shape[0], -1))
+            box_hidden = self.with_question_bag(box_hidden, bag.expand(box_hidden.shape[0], -1))
         return GeneratedAnswer(
             token_ids=out.token_ids,
             text=tok.decode(out.token_ids.tolist()),
@@ -831,7 +831,7 @@ class SparrowModel(nn.Module):
         """Top-k class-agnostic proposals of key frames: features of ``N`` frames -> ``(N, k, ...)``."""
         return self.proposer(key_features.image_embeddings).top_k(self.config.proposer.top_k)
 
-    def _fine_crops(self, features: Sam2Features, rows: Tensor, proposals: ProposerOutput) -> Tensor | None:
+    def fine_crops_of(self, features: Sam2Features, rows: Tensor, proposals: ProposerOutput) -> Tensor | None:
         """The filtration head's fine input: crops ``(n, k, F)`` of ``features``' high-res maps at
         ``rows`` in the ``n`` rows of ``proposals`` (``None`` with ``filtration.fine_features`` off)."""
         if self.filtration.fine_proj is None:
@@ -857,7 +857,7 @@ class SparrowModel(nn.Module):
         index = torch.zeros(box_hidden.shape[0], dtype=torch.long, device=box_hidden.device)
         per_box = _index_proposals(proposals, index)
         query = self.box_projection(box_hidden)
-        return self.filtration(query, per_box, self._fine_crops(key_features, index, per_box)), proposals
+        return self.filtration(query, per_box, self.fine_crops_of(key_features, index, per_box)), proposals
 
     def prompts_from_hidden(
         self, seg_hidden: Tensor, box_hidden: Tensor | None, key_features: Sam2Features | None
