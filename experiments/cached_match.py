@@ -135,19 +135,16 @@ def losses(model: SparrowModel, cache: Cache, rows: Tensor, terms: tuple[str, ..
     ``label_ce`` (weight 1), the probe's cross-entropy of the scores against the labelled proposal."""
     out = pick(model, cache, rows)
     scored = (out.scores, cache.boxes[rows], cache.targets[rows])
-    values = {}
-    if "proposal_bce" in terms:
-        values["proposal_bce"] = proposal_selection_loss(*scored)
-    if "proposal_rank" in terms:
-        values["proposal_rank"] = proposal_ranking_loss(*scored)
-    if "box_l1" in terms or "box_giou" in terms:
-        values.update(box_l1_giou_loss(out.selected_boxes, cache.targets[rows]))
-    weights = {k: getattr(model.config.losses, k) for k in values}
+    values = {
+        "proposal_bce": proposal_selection_loss(*scored),
+        "proposal_rank": proposal_ranking_loss(*scored),
+        **box_l1_giou_loss(out.selected_boxes, cache.targets[rows]),
+    }
     labelled = cache.label[rows] >= 0
-    if "label_ce" in terms and bool(labelled.any()):
+    if bool(labelled.any()):
         values["label_ce"] = F.cross_entropy(out.scores[labelled], cache.label[rows][labelled])
-        weights["label_ce"] = 1.0
-    return sum(weights[k] * v for k, v in values.items() if k in terms)
+    weights = {k: 1.0 if k == "label_ce" else getattr(model.config.losses, k) for k in values}
+    return sum((weights[k] * v for k, v in values.items() if k in terms), out.scores.sum() * 0.0)
 
 
 @torch.no_grad()

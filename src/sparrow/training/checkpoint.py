@@ -44,6 +44,7 @@ from sparrow.data.sampling import SamplerState
 from sparrow.errors import CheckpointError
 
 LATEST = "latest"
+STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 STATE_FORMAT = 1
 
@@ -308,23 +309,11 @@ class CheckpointManager:
 
     def complete(self) -> list[tuple[int, Path]]:
         """``(step, folder)`` of every published checkpoint, oldest first."""
-        found = []
-        if self.folder.is_dir():
-            for child in self.folder.iterdir():
-                m = _STEP_DIR.match(child.name)
-                if m and (child / "trainer_state.json").is_file():
-                    found.append((int(m.group(1)), child))
-        return sorted(found)
+        return published_checkpoints(self.folder)
 
     def latest(self) -> Path | None:
-        """The newest published checkpoint, or None.
-
-        Folders only appear complete (see the module docstring), so the highest ``step-*`` folder is
-        the answer even when a kill fell between its rename and the update of the ``latest`` pointer
-        (which is kept for people and tools).
-        """
-        complete = self.complete()
-        return complete[-1][1] if complete else None
+        """The newest published checkpoint, or None (:func:`newest_checkpoint`)."""
+        return newest_checkpoint(self.folder)
 
     def save(
         self,
@@ -381,9 +370,47 @@ class CheckpointManager:
             self._discard(folder)
 
 
+def published_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every published checkpoint in a stage's ``checkpoints/`` folder, oldest
+    first (none when the folder does not exist). Reads only: safe on a folder another run owns."""
+    found = []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            m = _STEP_DIR.match(child.name)
+            if m and (child / STATE_FILE).is_file():
+                found.append((int(m.group(1)), child))
+    return sorted(found)
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newest published checkpoint of a ``checkpoints/`` folder, or None.
+
+    Folders only appear complete (see the module docstring), so the highest ``step-*`` folder is
+    the answer even when a kill fell between its rename and the update of the ``latest`` pointer
+    (which is kept for people and tools).
+    """
+    complete = published_checkpoints(folder)
+    return complete[-1][1] if complete else None
+
+
+def load_checkpoint_weights(model: torch.nn.Module, folder: Path, fix: str) -> None:
+    """Load checkpoint ``folder``'s ``model.safetensors`` into ``model``; every key must match.
+
+    Raises:
+        CheckpointError: missing or unexpected keys (``fix`` says what to do about it).
+    """
+    missing, unexpected = model.load_state_dict(load_weights(folder / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"the checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
+            path=folder,
+            fix=fix,
+        )
+
+
 def read_state(folder: Path) -> TrainerState:
     """The :class:`TrainerState` of checkpoint ``folder``."""
-    path = folder / "trainer_state.json"
+    path = folder / STATE_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != STATE_FORMAT:
@@ -396,4 +423,4 @@ def read_state(folder: Path) -> TrainerState:
 
 
 def write_state(folder: Path, state: TrainerState) -> None:
-    (folder / "trainer_state.json").write_text(json.dumps(state.to_dict(), indent=2), encoding="utf-8")
+    (folder / STATE_FILE).write_text(json.dumps(state.to_dict(), indent=2), encoding="utf-8")

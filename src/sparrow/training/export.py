@@ -14,12 +14,10 @@ from pathlib import Path
 
 from sparrow.errors import CheckpointError
 
-from .checkpoint import LATEST, durable_dir, load_weights, read_state
+from .checkpoint import STATE_FILE, durable_dir, load_checkpoint_weights, newest_checkpoint, read_state
 from .recipe import stored_recipe
 from .stages import stage_start
 from .task import make_task
-
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass(frozen=True)
@@ -44,11 +42,9 @@ def checkpoint_folder(path: Path) -> Path:
     if (path / STATE_FILE).is_file():
         return path
     for folder in (path, path / "checkpoints"):
-        pointer = folder / LATEST
-        if pointer.is_file():
-            newest = folder / pointer.read_text(encoding="utf-8").strip()
-            if (newest / STATE_FILE).is_file():
-                return newest
+        newest = newest_checkpoint(folder)
+        if newest is not None:
+            return newest
     raise CheckpointError(
         "not a training checkpoint (no trainer_state.json)",
         path=path,
@@ -89,13 +85,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> ExportResult:
             fix="restore it, or export from the run's own machine",
         )
     model = make_task(recipe).load_model(start, recipe.stage_model_overrides(state.stage_index))
-    missing, unexpected = model.load_state_dict(load_weights(folder / "model.safetensors"), strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"the checkpoint does not fit the stage's model (missing {missing[:5]}, unexpected {unexpected[:5]})",
-            path=folder,
-            fix="the run's recipe.yaml or start folder changed after training; restore them",
-        )
+    load_checkpoint_weights(
+        model, folder, fix="the run's recipe.yaml or start folder changed after training; restore them"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with durable_dir(out) as tmp:
         model.save_pretrained(tmp)

@@ -48,9 +48,9 @@ from .checkpoint import (
     CheckpointManager,
     TrainerState,
     durable_dir,
+    load_checkpoint_weights,
     load_rng,
     load_torch,
-    load_weights,
     preserved_rng,
     read_state,
     save_rng,
@@ -311,15 +311,7 @@ class Trainer:
                     path=latest,
                     fix="do not move checkpoint folders",
                 )
-            missing, unexpected = model.load_state_dict(
-                load_weights(latest / "model.safetensors"), strict=False
-            )
-            if missing or unexpected:
-                raise CheckpointError(
-                    f"the checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
-                    path=latest,
-                    fix="resume with the recipe the run was started with",
-                )
+            load_checkpoint_weights(model, latest, fix="resume with the recipe the run was started with")
         # drop what a killed run logged after this point (and any torn last line)
         self.metrics.rewind(index, state.step)
         sources = self.task.train_sources(model)
