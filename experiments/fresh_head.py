@@ -1,7 +1,8 @@
 """A trained model with its pick re-initialised: the filtration head, the ``[BOX]`` MLP and the
-question bag start as a fresh model of the same config starts them (seeded), everything else is the
-trained model's (``--keep-trained``: only the modules the overrides add start fresh). A head trained to ignore its query passes almost no gradient into it, so a new
-query source (``filtration.question_bag``, ``filtration.box_state: false``) is best tried on a
+question bag start as new modules do (``reset_parts``, seeded: what a recipe stage's ``reinit``
+does), everything else is the trained model's (``--keep-trained``: only the modules the
+overrides add start fresh). A head trained to ignore its query passes almost no gradient into it,
+so a new query source (``filtration.question_bag``, ``filtration.box_state: false``) is best tried on a
 fresh head (docs/training.md, "What limits the bundled model", item 2).
 
     python experiments/fresh_head.py --model default --out runs/fresh_head \\
@@ -18,6 +19,7 @@ import torch
 
 from sparrow.inference.model_path import resolve_model_path
 from sparrow.models import SparrowModel
+from sparrow.training.stages import reset_parts
 
 FRESH_PARTS = ("filtration", "box_projection", "question_bag")
 
@@ -37,19 +39,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    parts = [f"checkpoint.allow_missing=[{','.join(p + '.*' for p in FRESH_PARTS)}]"]
     torch.manual_seed(args.seed)  # the modules the overrides add
-    model = SparrowModel.from_pretrained(resolve_model_path(args.model), [*args.set, *parts])
-    model.config = model.config.replace({"checkpoint": {"allow_missing": []}})
+    model = SparrowModel.from_pretrained(resolve_model_path(args.model), args.set, fresh=FRESH_PARTS)
+    parts = [p for p in FRESH_PARTS if getattr(model, p, None) is not None]
     if not args.keep_trained:
-        torch.manual_seed(args.seed)
-        fresh = SparrowModel(model.config, model.tokenizer)
-        for name in FRESH_PARTS:
-            if getattr(model, name, None) is not None:
-                getattr(model, name).load_state_dict(getattr(fresh, name).state_dict())
+        reset_parts(model, parts, args.seed)
     model.save_pretrained(args.out)
     kept = "the trained modules kept" if args.keep_trained else "fresh"
-    print(f"{args.out}: {', '.join(p for p in FRESH_PARTS if getattr(model, p, None) is not None)} {kept}")
+    print(f"{args.out}: {', '.join(parts)} {kept}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """The SPARROW model through every stage of PAPER.md 1.3 on a tiny SynRef split (CPU).
 
 A shrunken ``tiny`` preset (2 encoder frames, SAM2 at 64 px on 2 frames, a 1-layer LM) runs 20
-steps of stage 0 (proposer), 1 (TSF injection) and 2 (filtration + [BOX]); each stage starts from the
-previous one's model, freezes what ``set_stage`` freezes, and is validated (teacher-forced losses, J&F
-and identity-switch rate of the model's own answers) at its end.
+steps of stage 0 (proposer), 1 (TSF injection), 2 (filtration + [BOX]) and our stage 3 (the pick
+alone), then stage 3 again on a pick cache with a fresh pick; each stage starts from the previous
+one's model, freezes what ``set_stage`` freezes, and is validated (teacher-forced losses, J&F and
+identity-switch rate of the model's own answers) at its end.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -27,6 +29,7 @@ from sparrow.training.export import export_checkpoint
 from sparrow.training.metrics_log import read_metrics
 from sparrow.training.recipe import load_recipe
 
+PICK = ("filtration", "box_projection", "question_bag")
 SMALL = {
     "spatial": {"frames": 2},
     "temporal": {"frames": 2, "hf": {"frames_per_clip": 2}},
@@ -69,6 +72,14 @@ def recipe_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"stage": 1, "steps": 20},
             {"stage": 2, "steps": 20, "model": {"tsf": {"mode": "off"}}},
             {"stage": 3, "steps": 20, "batch_size": 2},
+            {
+                "stage": 3,
+                "steps": 20,
+                "batch_size": 2,
+                "cache": True,
+                "reinit": list(PICK),
+                "model": {"filtration": {"question_bag": True, "fine_features": True}},
+            },
         ],
         "checkpoint": {"every": 10, "keep_last": 1},
         "logging": {"progress": False},
@@ -89,14 +100,14 @@ def run(recipe_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = train(load_recipe(recipe_file), out)
     finally:
         torch.set_num_threads(threads)
-    assert [s.steps_run for s in result.stages] == [20, 20, 20, 20]
+    assert [s.steps_run for s in result.stages] == [20, 20, 20, 20, 20]
     return out
 
 
 def test_every_stage_trains_its_losses(run: Path) -> None:
     records = read_metrics(run / "metrics.jsonl")
     steps = [r for r in records if r["kind"] == "train"]
-    assert [(r["stage"], r["step"]) for r in steps] == [(s, i) for s in (0, 1, 2, 3) for i in range(1, 21)]
+    assert [(r["stage"], r["step"]) for r in steps] == [(s, i) for s in (0, 1, 2, 3, 3) for i in range(1, 21)]
     assert all(math.isfinite(r["loss"]) for r in steps)
     terms = {s: set().union(*(r["losses"] for r in steps if r["stage"] == s)) for s in (0, 1, 2, 3)}
     # proposer pretraining (DETR losses) and, the tiny preset training from scratch, SAM2 box -> masklet
@@ -110,18 +121,24 @@ def test_every_stage_trains_its_losses(run: Path) -> None:
     ce = [r["losses"]["lm_ce"] for r in steps if r["stage"] == 1]
     assert sum(ce[-5:]) < sum(ce[:5])  # the answer template is learnt within 20 steps
     vals = [r for r in records if r["kind"] == "val"]
-    assert len(vals) == 4
+    assert len(vals) == 5
     assert all(0.0 <= v["val/J&F"] <= 1.0 and math.isfinite(v["val/loss"]) for v in vals)
 
 
 @pytest.mark.parametrize(
     ("index", "stage", "start"),
-    [(0, 0, "init"), (1, 1, "0-proposer/final"), (2, 2, "1-tsf/final"), (3, 3, "2-filter/final")],
+    [
+        (0, 0, "init"),
+        (1, 1, "0-proposer/final"),
+        (2, 2, "1-tsf/final"),
+        (3, 3, "2-filter/final"),
+        (4, 3, "3-match/final"),
+    ],
 )
 def test_each_stage_starts_from_the_previous_and_keeps_frozen_parts(
     run: Path, index: int, stage: int, start: str
 ) -> None:
-    names = ["0-proposer", "1-tsf", "2-filter", "3-match"]
+    names = ["0-proposer", "1-tsf", "2-filter", "3-match", "4-match"]
     before = SparrowModel.from_pretrained(run / start)
     after = SparrowModel.from_pretrained(run / names[index] / "final")
     before.set_stage(stage)
@@ -132,6 +149,22 @@ def test_each_stage_starts_from_the_previous_and_keeps_frozen_parts(
     a, b = dict(before.named_parameters()), dict(after.named_parameters())
     assert all(torch.equal(a[n], b[n]) for n in frozen)
     assert any(not torch.equal(a[n], b[n]) for n in trained)
+
+
+def test_the_cached_stage_trains_a_fresh_pick_on_the_frozen_models_rows(run: Path) -> None:
+    """Stage 3 with ``cache: true``: rank 0 caches the pick inputs of every training item once (one
+    row per [BOX] with its target on the key frame), the pick starts afresh (``reinit``, the stage's
+    new question bag and crop MLP included) and trains on the rows; the rest is the start model's."""
+    summary = json.loads((run / "4-match" / "pick_cache" / "summary.json").read_text())
+    assert summary["rows"]["synref"] > 0
+    start = SparrowModel.from_pretrained(run / "3-match" / "final")
+    final = SparrowModel.from_pretrained(run / "4-match" / "final")
+    assert final.question_bag is not None and final.filtration.fine_proj is not None
+    assert not start.config.filtration.question_bag  # the stage's overrides are saved with its model
+    a, b = start.state_dict(), final.state_dict()
+    kept = [k for k in a if k.split(".")[0] not in PICK]
+    assert kept and all(torch.equal(a[k], b[k]) for k in kept)
+    assert all(not torch.equal(a[k], b[k]) for k in a if k.startswith("filtration.score_head"))
 
 
 def _sparrow(*args: str) -> subprocess.CompletedProcess:
@@ -184,12 +217,18 @@ def test_sigkill_then_resume_continues_the_exact_loss_curve(
     folder = out / "2-filter" / "checkpoints"
     assert (folder / ".tmp-step-00000015" / "model.safetensors").is_file()
     assert read_state(CheckpointManager(folder, keep_last=1).latest()).step == 10
-    # 3. resumed to the end
+    # 3. resumed, then killed after step 13 of the cached stage (its cache built, its checkpoint: step 10)
+    kill = ["--set", "debug.kill_at_step=13", "--set", "debug.kill_in_stage=4"]
+    killed = _sparrow("train", "--resume", str(out), *kill, "--set", "debug.kill_during_checkpoint=false")
+    assert killed.returncode == -9, killed.stderr
+    assert (out / "4-match" / "pick_cache" / "rows.pt").is_file()
+    assert read_state(CheckpointManager(out / "4-match" / "checkpoints", keep_last=1).latest()).step == 10
+    # 4. resumed to the end (the cache is read back, not rebuilt)
     done = _sparrow("train", "--resume", str(out), "--set", "debug.kill_at_step=null")
     assert done.returncode == 0, done.stderr
     assert _curve(out) == _curve(run)
-    a = SparrowModel.from_pretrained(out / "3-match" / "final").state_dict()
-    b = SparrowModel.from_pretrained(run / "3-match" / "final").state_dict()
+    a = SparrowModel.from_pretrained(out / "4-match" / "final").state_dict()
+    b = SparrowModel.from_pretrained(run / "4-match" / "final").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -214,6 +253,11 @@ def test_export_writes_a_checkpoint_as_the_stage_final_would_be(run: Path, tmp_p
     # a stage folder names its newest checkpoint; an existing --out and a model folder are refused
     newest = export_checkpoint(run / "3-match", tmp_path / "match")
     assert (newest.stage_index, newest.stage, newest.step) == (3, 3, 20)
+    # a stage with re-initialised parts: its start folder lacks them, the checkpoint has them
+    export_checkpoint(run / "4-match", tmp_path / "pick")
+    a = SparrowModel.from_pretrained(tmp_path / "pick").state_dict()
+    b = SparrowModel.from_pretrained(run / "4-match" / "final").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(CheckpointError, match="output folder exists"):
         export_checkpoint(checkpoint, tmp_path / "model")
     with pytest.raises(CheckpointError, match="not a training checkpoint"):

@@ -111,6 +111,18 @@ def test_missing_key_is_an_error_unless_allowed(copy) -> None:
     SparrowModel.from_pretrained(copy, ["checkpoint.allow_missing=[filtration.*]"])
 
 
+def test_fresh_parts_may_be_missing(copy) -> None:
+    """A stage that re-initialises parts loads a folder without them (here: a question bag the
+    saved model never had); the other parts stay strict."""
+    with pytest.raises(CheckpointError, match="question_bag"):
+        SparrowModel.from_pretrained(copy, ["filtration.question_bag=true"])
+    model = SparrowModel.from_pretrained(copy, ["filtration.question_bag=true"], fresh=["question_bag"])
+    assert model.question_bag is not None and model.config.checkpoint.allow_missing == []
+    _rewrite_weights(copy, lambda t: t.pop("filtration.score_head.layers.0.weight"))
+    with pytest.raises(CheckpointError, match=r"filtration\.score_head"):
+        SparrowModel.from_pretrained(copy, fresh=["question_bag"])
+
+
 def test_shape_mismatch_is_an_error(copy) -> None:
     with pytest.raises(CheckpointError, match="do not fit the config"):
         SparrowModel.from_pretrained(copy, ["proposer.num_queries=8"])

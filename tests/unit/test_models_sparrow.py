@@ -14,6 +14,7 @@ from models_toys import BOX_QUESTION, CAPTION, CAPTION_QUESTION, QUESTION, clip,
 from sparrow.errors import ConfigError
 from sparrow.models import (
     STAGES,
+    PickBatch,
     SparrowBatch,
     SparrowModel,
     SparrowProcessor,
@@ -748,3 +749,43 @@ def test_mask_prompt_enters_the_decoder() -> None:
     assert not torch.allclose(plain, prompted)
     with pytest.raises(ValueError, match=r"mask_prompts must be \(N, 1, 32, 32\)"):
         model.sam2.decode(features, boxes=box, mask_prompts=masks[:, :, :16, :16])
+
+
+def test_the_pick_on_its_cached_inputs_gives_the_full_forwards_box_terms() -> None:
+    """Stage 3 on a cache: ``pick_inputs`` takes what the pick reads of a batch once; ``forward`` of
+    that :class:`PickBatch` gives exactly the box terms of the full forward, rows split and joined
+    again included."""
+    model = tiny(["tsf.mode=off", "filtration.fine_features=true", "filtration.question_bag=true"]).eval()
+    torch.nn.init.normal_(model.question_bag.out.weight)  # a bag that changes the query
+    model.set_stage(3)
+    batch = make_batch(model)
+    full = model(batch)
+    rows = model.pick_inputs(batch)
+    assert len(rows) == int(batch.box_valid.sum()) == 4  # every [BOX] with its target on the key frame
+    assert rows.fine.shape == (4, model.config.proposer.top_k, model.filtration.fine_dim)
+    assert (
+        rows.word_mask.sum(dim=1).tolist()
+        == model.question_tokens(batch)[batch.box_sample].sum(dim=1).tolist()
+    )
+    joined = PickBatch.cat([rows.select([3, 1]), rows.select([0, 2])]).select([2, 1, 3, 0])
+    for pick in (rows, joined):
+        out = model(pick)
+        assert tuple(out.losses) == BOX_TERMS
+        for name in BOX_TERMS:
+            torch.testing.assert_close(out.losses[name], full.losses[name])
+    out.loss.backward()
+    assert model.question_bag.embedding.weight.grad is not None
+    model.set_stage(2)
+    with pytest.raises(ValueError, match="stage 3"):
+        model(rows)
+
+
+def test_pick_batches_of_different_models_do_not_join() -> None:
+    model = tiny(["tsf.mode=off"]).eval()
+    rows = model.pick_inputs(make_batch(model))
+    assert rows.fine is None and len(rows.select([])) == 0
+    other = tiny(["tsf.mode=off", "filtration.fine_features=true"]).eval()
+    with pytest.raises(ValueError, match="different models"):
+        PickBatch.cat([rows, other.pick_inputs(make_batch(other))])
+    with pytest.raises(ValueError, match="at least one"):
+        PickBatch.cat([])

@@ -131,6 +131,8 @@ def test_relative_roots_become_absolute(tmp_path: Path, monkeypatch: pytest.Monk
         ({"data": {"train": [{"name": "a", "weight": 0}]}}, "weights"),
         ({"checkpoint": {"every": 0}}, "checkpoint.every"),
         ({"debug": {"kill_in_stage": 2}}, "kill_in_stage"),
+        ({"stages": [{"stage": 2, "steps": 5, "cache": True}]}, "cache is for stage 3"),
+        ({"stages": [{"stage": 3, "steps": 5, "reinit": [""]}]}, "reinit must list part names"),
     ],
 )
 def test_invalid_recipes_name_the_key(tmp_path: Path, change: dict, message: str) -> None:

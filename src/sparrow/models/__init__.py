@@ -15,7 +15,7 @@ Typical use::
 
 from __future__ import annotations
 
-from sparrow.models.batch import SparrowBatch, SparrowSample, TrainingSample, collate
+from sparrow.models.batch import PickBatch, SparrowBatch, SparrowSample, TrainingSample, collate
 from sparrow.models.config import SparrowConfig, available_presets, load_config
 from sparrow.models.processor import SparrowProcessor
 from sparrow.models.sparrow import (
@@ -33,6 +33,7 @@ __all__ = [
     "STAGES",
     "GeneratedAnswer",
     "GroundingPrompts",
+    "PickBatch",
     "SparrowBatch",
     "SparrowConfig",
     "SparrowModel",

@@ -8,6 +8,10 @@
 - :class:`SparrowBatch`: prepared samples padded and stacked into torch tensors by
   :func:`collate` (``SparrowProcessor.collate`` does prepare + collate).
 
+And :class:`PickBatch`: what the pick (``[BOX]`` MLP, question bag, filtration head) reads of a
+teacher-forced batch when every other part is frozen, taken once by
+:meth:`SparrowModel.pick_inputs <sparrow.models.sparrow.SparrowModel.pick_inputs>` (stage 3 on a cache).
+
 Grounding targets are listed per token in reading order (row-major over the batch): the ``j``-th
 ``[SEG]`` of the flattened ``input_ids`` is supervised by ``seg_masks[j]``, the ``i``-th ``[BOX]`` by
 ``boxes[i]`` (its target's box on the key frame). A ``[SEG]`` right after a ``[BOX]`` (``[BOX] [SEG]``)
@@ -227,6 +231,84 @@ def collate(samples: list[TrainingSample], pad_id: int) -> SparrowBatch:
         tsf_crops=tsf_crops,
         tsf_valid=tsf_valid,
     )
+
+
+@dataclass
+class PickBatch:
+    """The pick's inputs for ``R`` ``[BOX]`` rows (each with a target on its key frame), computed by
+    the frozen model; ``K`` proposals per row.
+
+    Attributes:
+        states: ``(R, W)`` the LLM's last hidden state at each ``[BOX]`` token (W: the LLM width).
+        words: ``(R, L)`` int64 token ids of the row's question words, 0-padded.
+        word_mask: ``(R, L)`` bool, which of ``words`` are real.
+        features: ``(R, K, D)`` the key frame's top-``K`` proposal features.
+        boxes: ``(R, K, 4)`` their boxes, normalised ``cxcywh``.
+        logits: ``(R, K)`` their objectness logits.
+        fine: ``(R, K, F)`` their crops of the key frame's fine maps, or ``None`` (no fine features).
+        targets: ``(R, 4)`` the target's box on the key frame, normalised ``cxcywh``.
+    """
+
+    states: Tensor
+    words: Tensor
+    word_mask: Tensor
+    features: Tensor
+    boxes: Tensor
+    logits: Tensor
+    fine: Tensor | None
+    targets: Tensor
+
+    def __len__(self) -> int:
+        return int(self.states.shape[0])
+
+    def to(self, device: torch.device | str) -> PickBatch:
+        """A copy on ``device``."""
+        return PickBatch(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
+
+    def select(self, rows: Tensor | list[int]) -> PickBatch:
+        """The rows ``rows`` (int64 indices) in that order; word padding trimmed to the longest."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        picked = {f.name: getattr(self, f.name) for f in fields(self)}
+        picked = {k: None if v is None else v[rows] for k, v in picked.items()}
+        width = int(picked["word_mask"].sum(dim=1).max()) if len(rows) else 0
+        picked["words"], picked["word_mask"] = picked["words"][:, :width], picked["word_mask"][:, :width]
+        return PickBatch(**picked)
+
+    @staticmethod
+    def cat(parts: list[PickBatch]) -> PickBatch:
+        """The rows of ``parts`` in order, words padded to the longest (the parts agree on ``K``,
+        the widths and whether ``fine`` is present).
+
+        Raises:
+            ValueError: no parts, or parts of different models.
+        """
+        if not parts:
+            raise ValueError("PickBatch.cat needs at least one part")
+        if (
+            len(
+                {(p.features.shape[1:], p.fine is None or p.fine.shape[1:], p.states.shape[1]) for p in parts}
+            )
+            > 1
+        ):
+            raise ValueError("these PickBatches come from different models (proposal / state shapes differ)")
+        width = max(p.words.shape[1] for p in parts)
+
+        def pad(t: Tensor) -> Tensor:
+            return torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+        joined = {
+            f.name: torch.cat([getattr(p, f.name) for p in parts])
+            for f in fields(PickBatch)
+            if f.name not in ("words", "word_mask", "fine")
+        }
+        fine = None if parts[0].fine is None else torch.cat([p.fine for p in parts])
+        words = torch.cat([pad(p.words) for p in parts])
+        word_mask = torch.cat([pad(p.word_mask) for p in parts])
+        return PickBatch(**joined, words=words, word_mask=word_mask, fine=fine)
+
+
+def _move(x: Tensor | None, device: torch.device | str) -> Tensor | None:
+    return None if x is None else x.to(device)
 
 
 def _sample_index(counts: list[int]) -> Tensor:

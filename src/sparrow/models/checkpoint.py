@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,13 @@ def read_config(folder: str | Path, overrides: dict | list[str] | None = None) -
         raise CheckpointError(exc.message, path=path, fix=exc.fix or "check the config keys") from exc
 
 
-def load_checkpoint(folder: str | Path, overrides: dict | list[str] | None = None) -> SparrowModel:
+def load_checkpoint(
+    folder: str | Path, overrides: dict | list[str] | None = None, fresh: Sequence[str] = ()
+) -> SparrowModel:
     """Build the model of ``folder``'s config and load its weights strictly.
+
+    ``fresh``: parts (``filtration``, ...) whose weights may be missing: they keep the new model's
+    initialisation (a training stage that re-initialises them).
 
     Raises:
         CheckpointError: missing/corrupt files, shape mismatches, or missing / unexpected keys not
@@ -144,7 +150,9 @@ def load_checkpoint(folder: str | Path, overrides: dict | list[str] | None = Non
             fix="use the config.json saved with these weights",
         ) from exc
     allowed = config.checkpoint
-    missing = sorted(k for k in missing if not _matches(k, allowed.allow_missing))
+    missing = sorted(
+        k for k in missing if not _matches(k, allowed.allow_missing) and k.split(".")[0] not in fresh
+    )
     unexpected = sorted(k for k in unexpected if not _matches(k, allowed.allow_unexpected))
     if missing or unexpected:
         parts = []

@@ -125,9 +125,14 @@ class FiltrationHead(nn.Module):
         self.proposal_norm = nn.LayerNorm(hidden_dim)
         self.score_head = MLP(3 * hidden_dim, hidden_dim, 1, 2)
         self.refine_head = MLP(3 * hidden_dim, hidden_dim, 4, 2) if refine else None
+        self.word_decoder = nn.Linear(hidden_dim, vocab_size) if vocab_size else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The head's own initialisation on top of its layers' (``module.apply`` resets those first):
+        the refinement starts at zero, so refined boxes start as the proposals."""
         if self.refine_head is not None:
             self.refine_head.zero_last()
-        self.word_decoder = nn.Linear(hidden_dim, vocab_size) if vocab_size else None
 
     def decode_words(self, query: Tensor) -> Tensor:
         """Logits ``(N, vocab_size)`` of the question's words from ``query`` (``FiltrationOutput.query``)."""

@@ -28,6 +28,10 @@ class QuestionBag(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, width)  # N(0, 1)
         self.out = nn.Linear(width, width)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The map starts at zero (the embedding keeps its own ``N(0, 1)`` start)."""
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -22,7 +22,8 @@ supervised frames through SAM2's memory (``Sam2Adapter.track``, the differentiab
 propagation, so the memory encoder / attention are trained); ``framewise`` decodes every supervised
 frame with the prompts. Box prompt off + TSF off is the VideoGLaMM-style baseline.
 
-``forward(batch)`` is teacher-forced training only; inference composes :meth:`encode_video`,
+``forward(batch)`` is teacher-forced training only (a :class:`~sparrow.models.batch.PickBatch` of
+:meth:`SparrowModel.pick_inputs` trains the pick alone: stage 3 on a cache); inference composes :meth:`encode_video`,
 :meth:`tsf_tokens`, :meth:`generate`, :meth:`prompts_from_hidden` and ``sam2.propagate`` /
 ``sam2.decode``.
 """
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from sparrow.errors import ConfigError
 from sparrow.models.adapters import LanguageVisionMLP, VisionLanguageAdapter
-from sparrow.models.batch import SparrowBatch
+from sparrow.models.batch import PickBatch, SparrowBatch
 from sparrow.models.config import SparrowConfig, load_config
 from sparrow.models.filtration import FiltrationHead, FiltrationOutput, fine_crops
 from sparrow.models.llm import build_causal_lm, decoder_hidden, greedy_generate, lm_width
@@ -196,12 +197,12 @@ class SparrowOutput:
 
     loss: Tensor
     losses: dict[str, Tensor]
-    answer_logits: Tensor | None
-    mask_logits: Tensor | None
-    mask_pairs: Tensor | None
-    object_score_logits: Tensor | None
-    proposals: ProposerOutput | None
-    filtration: FiltrationOutput | None
+    answer_logits: Tensor | None = None
+    mask_logits: Tensor | None = None
+    mask_pairs: Tensor | None = None
+    object_score_logits: Tensor | None = None
+    proposals: ProposerOutput | None = None
+    filtration: FiltrationOutput | None = None
 
 
 @dataclass
@@ -455,8 +456,11 @@ class SparrowModel(nn.Module):
             else:
                 part.requires_grad_(True)
 
-    def forward(self, batch: SparrowBatch) -> SparrowOutput:
+    def forward(self, batch: SparrowBatch | PickBatch) -> SparrowOutput:
         """Teacher-forced training step: the weighted loss terms of the stage and their sum.
+
+        A :class:`PickBatch` (the frozen model's :meth:`pick_inputs`) gets the box terms of its rows
+        only (:meth:`pick_losses`).
 
         Only what the active terms (:func:`loss_terms`) need is computed: the LLM for CE / masks /
         boxes, SAM2 on the supervised frames for the mask terms and on the key frames for the
@@ -470,6 +474,8 @@ class SparrowModel(nn.Module):
         for SAM2 prompted with the target's (jittered) ground-truth box alone, for the targets present
         on the key frame.
         """
+        if isinstance(batch, PickBatch):
+            return self.pick_losses(batch)
         cfg = self.config
         ids = self._tok().ids
         terms = loss_terms(cfg, self.stage)
@@ -482,13 +488,7 @@ class SparrowModel(nn.Module):
 
         hidden = answer_logits = None
         if "lm_ce" in terms or need_mask or need_box:
-            video_tokens = self.encode_video(batch.spatial_frames, batch.temporal_frames)
-            tsf_tokens = None
-            if cfg.tsf.mode != "off" and batch.tsf_crops is not None:
-                rows = batch.tsf_valid.any(dim=1)  # samples prepared with TSF
-                tsf_tokens = self.tsf_tokens(batch.tsf_crops[rows], batch.tsf_valid[rows])
-            embeds = self.embed_inputs(batch.input_ids, video_tokens, tsf_tokens)
-            hidden, _ = decoder_hidden(self.llm, embeds, batch.attention_mask)
+            hidden = self._llm_hidden(batch)
             # Cross-entropy on the answer tokens only (logits only where they are needed).
             targets = batch.labels[:, 1:]
             answer = targets != IGNORE_INDEX
@@ -525,13 +525,16 @@ class SparrowModel(nn.Module):
             filtration = self.filtration(query, per_box, fine)
             valid = batch.box_valid
             if bool(valid.any()):
-                scored = (filtration.scores[valid], per_box.boxes[valid].detach(), batch.boxes[valid])
-                losses["proposal_bce"] = proposal_selection_loss(*scored)
-                losses["proposal_rank"] = proposal_ranking_loss(*scored)
-                losses.update(box_l1_giou_loss(filtration.selected_boxes[valid], batch.boxes[valid]))
+                losses.update(
+                    _box_losses(
+                        filtration.scores[valid],
+                        filtration.selected_boxes[valid],
+                        per_box.boxes[valid].detach(),
+                        batch.boxes[valid],
+                    )
+                )
             else:
-                zero = filtration.scores.sum() * 0.0
-                losses.update(dict.fromkeys(BOX_TERMS, zero))
+                losses.update(dict.fromkeys(BOX_TERMS, filtration.scores.sum() * 0.0))
             if "query_words" in terms:
                 words = self._question_words(batch)[batch.box_sample]
                 losses["query_words"] = bag_of_words_loss(
@@ -569,8 +572,7 @@ class SparrowModel(nn.Module):
             zero = features.image_embeddings.sum() * 0.0
             losses.update(_mask_losses(decoded, batch, SAM_TERMS, zero))
 
-        weights = cfg.losses
-        weighted = {name: getattr(weights, name) * losses[name] for name in terms}
+        weighted = {name: getattr(cfg.losses, name) * losses[name] for name in terms}
         return SparrowOutput(
             loss=sum(weighted.values()),
             losses=weighted,
@@ -581,6 +583,79 @@ class SparrowModel(nn.Module):
             proposals=proposals,
             filtration=filtration,
         )
+
+    def _llm_hidden(self, batch: SparrowBatch) -> Tensor:
+        """``(B, L, D)`` the LLM's last hidden states of a teacher-forced batch (with ``<tsf>`` tokens
+        for the samples prepared with them, unless TSF is off)."""
+        video_tokens = self.encode_video(batch.spatial_frames, batch.temporal_frames)
+        tsf_tokens = None
+        if self.config.tsf.mode != "off" and batch.tsf_crops is not None:
+            rows = batch.tsf_valid.any(dim=1)  # samples prepared with TSF
+            tsf_tokens = self.tsf_tokens(batch.tsf_crops[rows], batch.tsf_valid[rows])
+        embeds = self.embed_inputs(batch.input_ids, video_tokens, tsf_tokens)
+        hidden, _ = decoder_hidden(self.llm, embeds, batch.attention_mask)
+        return hidden
+
+    @torch.no_grad()
+    def pick_inputs(self, batch: SparrowBatch) -> PickBatch:
+        """What the pick reads of a teacher-forced batch, for its ``[BOX]`` rows with a target on the
+        key frame (``box_valid``): the LLM's ``[BOX]`` states, the question's words, the key frame's
+        top-k proposals and their fine-map crops, the target boxes. Everything here is frozen in
+        stage 3, so it can be computed once and trained on for many epochs (:meth:`pick_losses`)."""
+        b = batch.size
+        features = self.sam2.image_features(batch.sam_frames[torch.arange(b), batch.key_frames])
+        proposals = self.propose(features)
+        hidden = self._llm_hidden(batch)
+        valid = batch.box_valid
+        rows = batch.box_sample[valid]
+        per_row = _index_proposals(proposals, rows)
+        question = self.question_tokens(batch)[rows]
+        order = question.to(torch.int8).argsort(dim=1, descending=True, stable=True)  # words first
+        width = int(question.sum(dim=1).max()) if len(rows) else 0
+        word_mask = torch.gather(question, 1, order)[:, :width]
+        words = torch.gather(batch.input_ids[rows], 1, order)[:, :width] * word_mask
+        return PickBatch(
+            states=hidden[batch.input_ids == self._tok().ids.box][valid],
+            words=words,
+            word_mask=word_mask,
+            features=per_row.features,
+            boxes=per_row.boxes,
+            logits=per_row.logits,
+            fine=self.fine_crops_of(features, rows, per_row),
+            targets=batch.boxes[valid],
+        )
+
+    def score_pick(self, batch: PickBatch) -> FiltrationOutput:
+        """The filtration output ``(R, K, ...)`` of the rows of ``batch``: their ``[BOX]`` states (with
+        the question bag, as :meth:`box_states`) through the ``[BOX]`` MLP, scored against their
+        proposals."""
+        states = batch.states
+        if self.question_bag is not None:
+            states = self.with_question_bag(states, self.question_bag(batch.words, batch.word_mask))
+        proposals = ProposerOutput(boxes=batch.boxes, logits=batch.logits, features=batch.features)
+        return self.filtration(self.box_projection(states), proposals, batch.fine)
+
+    def pick_losses(self, batch: PickBatch) -> SparrowOutput:
+        """The stage's box terms (and ``query_words``) on the rows of ``batch``, weighted as in
+        :meth:`forward`; only ``filtration`` is set among the outputs.
+
+        Raises:
+            ValueError: the stage has terms a :class:`PickBatch` cannot give (only stage 3's can).
+        """
+        terms = loss_terms(self.config, self.stage)
+        other = sorted(set(terms) - {*BOX_TERMS, "query_words"})
+        if other:
+            raise ValueError(
+                f"a PickBatch holds the pick's inputs only, stage {self.stage} also trains {other}: "
+                "train on a pick cache at stage 3"
+            )
+        filtration = self.score_pick(batch)
+        losses = _box_losses(filtration.scores, filtration.selected_boxes, batch.boxes, batch.targets)
+        if "query_words" in terms:
+            bags = self._word_bags(batch.words, batch.word_mask)
+            losses["query_words"] = bag_of_words_loss(self.filtration.decode_words(filtration.query), bags)
+        weighted = {name: getattr(self.config.losses, name) * losses[name] for name in terms}
+        return SparrowOutput(loss=sum(weighted.values()), losses=weighted, filtration=filtration)
 
     def box_states(self, batch: SparrowBatch, hidden: Tensor) -> Tensor:
         """``(n_box, D)`` the ``[BOX]`` states of a teacher-forced batch, in order, from the LLM's last
@@ -616,12 +691,16 @@ class SparrowModel(nn.Module):
     def _question_words(self, batch: SparrowBatch) -> Tensor:
         """``(B, V)`` bool bag of each sample's question tokens (:meth:`question_tokens`); the
         template's newline is a word common to every bag."""
-        ids = batch.input_ids
-        rows, cols = self.question_tokens(batch).nonzero(as_tuple=True)
+        return self._word_bags(batch.input_ids, self.question_tokens(batch))
+
+    def _word_bags(self, ids: Tensor, words: Tensor) -> Tensor:
+        """``(B, V)`` bool: which vocabulary ids occur in each row of ``ids`` ``(B, L)`` at the
+        positions ``words`` ``(B, L)`` bool marks."""
+        rows, cols = words.nonzero(as_tuple=True)
         vocab = self.filtration.word_decoder.out_features
-        words = torch.zeros(ids.shape[0], vocab, dtype=torch.bool, device=ids.device)
-        words[rows, ids[rows, cols]] = True
-        return words
+        bags = torch.zeros(ids.shape[0], vocab, dtype=torch.bool, device=ids.device)
+        bags[rows, ids[rows, cols]] = True
+        return bags
 
     def _supervised_masks(
         self,
@@ -943,11 +1022,14 @@ class SparrowModel(nn.Module):
         return save_checkpoint(self, folder)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, overrides: dict | list[str] | None = None) -> SparrowModel:
-        """Load a folder written by :meth:`save_pretrained` (strict; see :mod:`.checkpoint`)."""
+    def from_pretrained(
+        cls, folder: str | Path, overrides: dict | list[str] | None = None, fresh: Sequence[str] = ()
+    ) -> SparrowModel:
+        """Load a folder written by :meth:`save_pretrained` (strict but for the parts ``fresh``;
+        see :mod:`.checkpoint`)."""
         from sparrow.models.checkpoint import load_checkpoint
 
-        return load_checkpoint(folder, overrides)
+        return load_checkpoint(folder, overrides, fresh)
 
 
 CHAIN_MARGIN = 0.25
@@ -1048,6 +1130,17 @@ def _jitter_boxes(boxes: Tensor, noise: float = 0.1) -> Tensor:
     size = size * torch.exp(noise * torch.randn_like(size))
     xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=1).clamp(0.0, 1.0)
     return box_convert(xyxy, "xyxy", "cxcywh")
+
+
+def _box_losses(scores: Tensor, selected_boxes: Tensor, boxes: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    """The box terms (:data:`BOX_TERMS`, unweighted) of ``n`` ``[BOX]`` rows from the filtration
+    head's ``scores`` ``(n, K)`` and ``selected_boxes`` ``(n, 4)``, the rows' proposal boxes
+    ``(n, K, 4)`` and targets ``(n, 4)`` (normalised ``cxcywh``)."""
+    return {
+        "proposal_bce": proposal_selection_loss(scores, boxes, targets),
+        "proposal_rank": proposal_ranking_loss(scores, boxes, targets),
+        **box_l1_giou_loss(selected_boxes, targets),
+    }
 
 
 def _index_proposals(proposals: ProposerOutput, index: Tensor) -> ProposerOutput:

@@ -16,7 +16,7 @@ from sparrow.errors import CheckpointError
 
 from .checkpoint import STATE_FILE, durable_dir, load_checkpoint_weights, newest_checkpoint, read_state
 from .recipe import stored_recipe
-from .stages import stage_start
+from .stages import load_stage_model, stage_start
 from .task import make_task
 
 
@@ -84,7 +84,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> ExportResult:
             path=start,
             fix="restore it, or export from the run's own machine",
         )
-    model = make_task(recipe).load_model(start, recipe.stage_model_overrides(state.stage_index))
+    model = load_stage_model(make_task(recipe), recipe, start, state.stage_index)
     load_checkpoint_weights(
         model, folder, fix="the run's recipe.yaml or start folder changed after training; restore them"
     )

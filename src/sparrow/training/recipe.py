@@ -167,6 +167,12 @@ class StageSpec:
     ``optim`` / ``batch_size`` override the recipe-wide values for this stage only. ``model``
     overrides keys of the model's config from this stage on (they are saved with the stage's model):
     ``{tsf: {mode: "off"}}`` in stage 2 is the paper's "TSF off" for the filtration stage.
+
+    ``reinit`` names parts of the model (``filtration``, ``box_projection``, ...) that start this
+    stage afresh, initialised as a new model's (seeded by the recipe's seed and the stage index);
+    their weights need not be in the folder the stage starts from. ``cache`` (stage 3 only) trains
+    on a cache of the frozen model's pick inputs, taken once at the stage's start
+    (:mod:`.pick_cache`): a step then costs the pick's layers alone, not the encoders, LLM and SAM2.
     """
 
     stage: Literal[0, 1, 2, 3]
@@ -174,6 +180,8 @@ class StageSpec:
     optim: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
     model: dict[str, Any] = field(default_factory=dict)
+    reinit: list[str] = field(default_factory=list)
+    cache: bool = False
 
 
 @dataclass
@@ -392,6 +400,13 @@ def check_recipe(recipe: Recipe, source: str | Path | None = None) -> None:
             bad(f"stages.{i}.steps must be >= 1, got {stage.steps}", "give each stage a positive step budget")
         if stage.batch_size is not None and stage.batch_size < 1:
             bad(f"stages.{i}.batch_size must be >= 1", "use a positive batch size")
+        if stage.cache and stage.stage != 3:
+            bad(
+                f"stages.{i}: cache is for stage 3 (the pick on the frozen model), not stage {stage.stage}",
+                "remove cache, or make the stage a stage 3",
+            )
+        if any(not isinstance(name, str) or not name for name in stage.reinit):
+            bad(f"stages.{i}.reinit must list part names, got {stage.reinit}", "e.g. reinit: [filtration]")
         try:
             opt = recipe.stage_optim(i)
         except ConfigError as exc:

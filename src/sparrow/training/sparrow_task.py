@@ -31,6 +31,7 @@ from sparrow.data.records import Conversation, DatasetSplit
 from sparrow.data.registry import get_format
 from sparrow.errors import ConfigError
 from sparrow.models import SparrowModel, SparrowTokenizer, collate, load_config, train_tokenizer
+from sparrow.models.batch import PickBatch
 from sparrow.models.processor import SparrowProcessor
 
 from .recipe import DatasetSpec, Recipe
@@ -125,8 +126,8 @@ class SparrowTask:
             tokenizer = train_tokenizer(texts, llm.template, llm.tokenizer_vocab_size)
         return SparrowModel(config, tokenizer)
 
-    def load_model(self, folder: Path, overrides: dict[str, Any]) -> SparrowModel:
-        return SparrowModel.from_pretrained(folder, overrides or None)
+    def load_model(self, folder: Path, overrides: dict[str, Any], fresh: Sequence[str] = ()) -> SparrowModel:
+        return SparrowModel.from_pretrained(folder, overrides or None, fresh)
 
     def _sources(self, specs: Sequence[DatasetSpec], model: nn.Module) -> list[ConversationSource]:
         processor = model.processor
@@ -141,6 +142,8 @@ class SparrowTask:
         return self._sources(self.recipe.data.train, model)
 
     def collate(self, samples: list[Any]) -> Any:
+        if samples and isinstance(samples[0], PickBatch):  # rows of a pick cache
+            return PickBatch.cat(samples)
         if self._pad_id is None:
             raise RuntimeError("train_sources() must be called before collate()")
         return collate(samples, self._pad_id)

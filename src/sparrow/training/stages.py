@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+from torch import nn
+
+from sparrow.errors import ConfigError
+
+from .seeding import derive_seed
+
 if TYPE_CHECKING:
     from .recipe import Recipe
+    from .task import TrainingTask
 
 
 @dataclass(frozen=True)
@@ -59,3 +67,42 @@ def stage_start(recipe: Recipe, run_dir: Path, index: int) -> Path:
     if index > 0:
         return final_dir(run_dir, index - 1, recipe.stages[index - 1].stage)
     return Path(recipe.model.init) if recipe.model.init else run_dir / "init"
+
+
+def load_stage_model(task: TrainingTask, recipe: Recipe, start: Path, index: int) -> nn.Module:
+    """The model stage ``index`` trains: the folder ``start`` (:func:`stage_start`) loaded with the
+    stage's config overrides, its ``reinit`` parts re-initialised (:func:`reset_parts`, seeded by
+    the recipe's seed and the index), frozen by ``set_stage``."""
+    spec = recipe.stages[index]
+    model = task.load_model(start, recipe.stage_model_overrides(index), spec.reinit)
+    if spec.reinit:
+        reset_parts(model, spec.reinit, derive_seed(recipe.seed, index, 1))
+    model.set_stage(spec.stage)
+    return model
+
+
+def reset_parts(model: nn.Module, names: list[str], seed: int) -> None:
+    """Re-initialise the sub-modules ``names`` of ``model`` as new ones start: every module inside
+    that has ``reset_parameters`` calls it, innermost first (a module's own ``reset_parameters`` then
+    applies its special starts, e.g. a zero last layer). Draws from a forked CPU RNG seeded with
+    ``seed``; the global streams are untouched.
+
+    Raises:
+        ConfigError: ``model`` has no part of a name.
+    """
+    parts = []
+    for name in names:
+        try:
+            part = model.get_submodule(name)
+        except AttributeError:
+            part = None
+        if not isinstance(part, nn.Module):
+            raise ConfigError(
+                f"reinit names {name!r}, which this model does not have",
+                fix="list parts of the model (filtration, box_projection, question_bag, ...)",
+            )
+        parts.append(part)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for part in parts:
+            part.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)

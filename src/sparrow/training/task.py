@@ -15,6 +15,7 @@ A model is an ``nn.Module`` with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,8 +47,9 @@ class TrainingTask(Protocol):
         """A fresh model of the recipe's preset (the trainer saves it once as the run's ``init/``)."""
         ...
 
-    def load_model(self, folder: Path, overrides: dict[str, Any]) -> nn.Module:
-        """The model saved in ``folder`` by ``save_pretrained``, with config ``overrides`` (nested keys)."""
+    def load_model(self, folder: Path, overrides: dict[str, Any], fresh: Sequence[str] = ()) -> nn.Module:
+        """The model saved in ``folder`` by ``save_pretrained``, with config ``overrides`` (nested
+        keys); the parts ``fresh`` may be missing from the folder (the stage re-initialises them)."""
         ...
 
     def train_sources(self, model: nn.Module) -> list[SampleSource]:
@@ -56,7 +58,7 @@ class TrainingTask(Protocol):
         ...
 
     def collate(self, samples: list[Any]) -> Any:
-        """A batch for ``model.forward`` from built samples."""
+        """A batch for ``model.forward`` from built samples (also of a pick cache's rows)."""
         ...
 
     def validate(self, model: nn.Module, stage: int) -> dict[str, float]:

@@ -14,6 +14,7 @@ Stages mirror PAPER.md 1.3: 0 trains the ``proposer`` (box regression terms ``de
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ class ToyTask:
     def build_model(self) -> ToyModel:
         return ToyModel(self.config)
 
-    def load_model(self, folder: Path, overrides: dict[str, Any]) -> ToyModel:
+    def load_model(self, folder: Path, overrides: dict[str, Any], fresh: Sequence[str] = ()) -> ToyModel:
         model = ToyModel.from_pretrained(folder)
         unknown = sorted(set(overrides) - {"dropout"})
         if unknown:

@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import signal
 import time
 import warnings
@@ -36,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -61,9 +59,11 @@ from .checkpoint import (
 )
 from .metrics_log import MetricsLog
 from .optim import make_optimizer, make_scheduler
+from .pick_cache import CACHE_DIR, build_pick_cache, load_pick_sources
 from .progress import TrainProgress
 from .recipe import Recipe, StageSpec, check_resumable, dump_recipe, stored_recipe
-from .stages import STAGES, checkpoints_dir, final_dir, stage_start
+from .seeding import derive_seed, seed_everything
+from .stages import STAGES, checkpoints_dir, final_dir, load_stage_model, stage_dir, stage_start
 from .task import SampleSource, TrainingTask, make_task
 
 
@@ -90,18 +90,6 @@ class RunResult:
     run_dir: Path
     final_model: Path
     stages: list[StageResult] = field(default_factory=list)
-
-
-def derive_seed(*key: int) -> int:
-    """A 31-bit seed from integers (stable across runs and machines)."""
-    return int(np.random.default_rng(list(key)).integers(0, 2**31 - 1))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every GPU)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @contextlib.contextmanager
@@ -280,17 +268,36 @@ class Trainer:
             self.barrier()
         return init
 
-    def _build_model(self, index: int, stage: int) -> nn.Module:
-        """The model of stage ``index``: its start folder, the stage's config overrides, ``set_stage``."""
-        model = self.task.load_model(self._stage_init(index), self.recipe.stage_model_overrides(index))
-        model.set_stage(stage)
-        return model
+    def _build_model(self, index: int) -> nn.Module:
+        """The model of stage ``index`` (:func:`~.stages.load_stage_model` from its start folder)."""
+        return load_stage_model(self.task, self.recipe, self._stage_init(index), index)
+
+    def _pick_sources(
+        self, index: int, spec: StageSpec, model: nn.Module, sources: list[SampleSource]
+    ) -> list[SampleSource]:
+        """The stage's pick cache as sources (:mod:`.pick_cache`), built by rank 0 if it is not there."""
+        folder = stage_dir(self.run_dir, index, spec.stage) / CACHE_DIR
+        missing = not folder.is_dir()
+        self.barrier()  # every rank has looked before rank 0 creates it
+        if missing and self.is_main:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with preserved_rng():
+                build_pick_cache(
+                    model.to(self.accelerator.device),
+                    sources,
+                    self.task.collate,
+                    folder,
+                    device=self.accelerator.device,
+                    progress=self.recipe.logging.progress,
+                )
+        self.barrier()
+        return load_pick_sources(folder, sources)
 
     # ---------------------------------------------------------------------------------- stage
     def _run_stage(self, index: int, spec: StageSpec) -> StageResult:
         recipe, acc = self.recipe, self.accelerator
         stage_seed = derive_seed(recipe.seed, index)
-        model = self._build_model(index, spec.stage)
+        model = self._build_model(index)
         seed_everything(stage_seed)  # after the build: the streams do not depend on what loading drew
         optim_spec = recipe.stage_optim(index)
         optimizer = make_optimizer(model, optim_spec)
@@ -315,6 +322,8 @@ class Trainer:
         # drop what a killed run logged after this point (and any torn last line)
         self.metrics.rewind(index, state.step)
         sources = self.task.train_sources(model)
+        if spec.cache:
+            sources = self._pick_sources(index, spec, model, sources)
         model, optimizer = acc.prepare(model, optimizer)
         if latest is not None:
             self._load_optimizer(model, optimizer, latest)
@@ -613,7 +622,7 @@ class Trainer:
         if self.is_main:
             export = self.accelerator.unwrap_model(model)
             if weights is not None:  # FSDP: the local module is sharded; export through a full CPU copy
-                export = self._build_model(index, spec.stage)
+                export = self._build_model(index)
                 export.load_state_dict(weights)
             with durable_dir(final) as tmp:
                 export.save_pretrained(tmp)
