@@ -191,9 +191,9 @@ def key_frame_prompts(model: SparrowModel, source: ConversationSource, items: in
     calls: list[tuple] = []
     decode = model.sam2.decode
 
-    def recording(features, *, boxes=None, seg_embeddings=None):
+    def recording(features, *, boxes=None, seg_embeddings=None, **other):  # other: chain's mask prompts
         calls.append((features, boxes, seg_embeddings))
-        return decode(features, boxes=boxes, seg_embeddings=seg_embeddings)
+        return decode(features, boxes=boxes, seg_embeddings=seg_embeddings, **other)
 
     model.sam2.decode = recording
     scores: dict[str, list[float]] = {"box+seg": [], "seg": [], "box": [], "none": []}
