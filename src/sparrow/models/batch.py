@@ -284,12 +284,7 @@ class PickBatch:
         """
         if not parts:
             raise ValueError("PickBatch.cat needs at least one part")
-        if (
-            len(
-                {(p.features.shape[1:], p.fine is None or p.fine.shape[1:], p.states.shape[1]) for p in parts}
-            )
-            > 1
-        ):
+        if len({p._row_shape() for p in parts}) > 1:
             raise ValueError("these PickBatches come from different models (proposal / state shapes differ)")
         width = max(p.words.shape[1] for p in parts)
 
@@ -305,6 +300,14 @@ class PickBatch:
         words = torch.cat([pad(p.words) for p in parts])
         word_mask = torch.cat([pad(p.word_mask) for p in parts])
         return PickBatch(**joined, words=words, word_mask=word_mask, fine=fine)
+
+    def _row_shape(self) -> tuple:
+        """What rows of one model share: proposal features, fine crops (or none) and state width."""
+        return (
+            self.features.shape[1:],
+            None if self.fine is None else self.fine.shape[1:],
+            self.states.shape[1],
+        )
 
 
 def _move(x: Tensor | None, device: torch.device | str) -> Tensor | None:

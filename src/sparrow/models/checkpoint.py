@@ -150,9 +150,8 @@ def load_checkpoint(
             fix="use the config.json saved with these weights",
         ) from exc
     allowed = config.checkpoint
-    missing = sorted(
-        k for k in missing if not _matches(k, allowed.allow_missing) and k.split(".")[0] not in fresh
-    )
+    may_miss = [*allowed.allow_missing, *(f"{part}.*" for part in fresh)]
+    missing = sorted(k for k in missing if not _matches(k, may_miss))
     unexpected = sorted(k for k in unexpected if not _matches(k, allowed.allow_unexpected))
     if missing or unexpected:
         parts = []

@@ -13,10 +13,11 @@ to the stage folder::
 
 Every rank then trains on the rows: one :class:`PickRowSource` per dataset (the mixture's weights
 apply as before), one item per ``[BOX]`` row with a target on its key frame; batches are
-:class:`~sparrow.models.batch.PickBatch` es. A step costs the pick's layers alone (the bundled recipe:
-6.5 min to build the cache of its 4,331 rows, then about 5 min for 25 passes with two CPU threads,
-against some 30 min for 1.5 passes uncached). The cache depends only on the stage's start model and the data, so a resumed stage
-reuses it; the sampler, checkpoints and exact resume work as for any stage.
+:class:`~sparrow.models.batch.PickBatch` es. A step costs the pick's layers alone (the bundled
+recipe: 6.5 min to build the cache of its 4,331 rows, then about 5 min for 25 passes with two CPU
+threads, against some 30 min for 1.5 passes uncached). The cache depends only on the stage's start
+model and the data, so a resumed stage reuses it; the sampler, checkpoints and exact resume work as
+for any stage.
 """
 
 from __future__ import annotations

@@ -280,7 +280,6 @@ class Trainer:
         missing = not folder.is_dir()
         self.barrier()  # every rank has looked before rank 0 creates it
         if missing and self.is_main:
-            folder.parent.mkdir(parents=True, exist_ok=True)
             with preserved_rng():
                 build_pick_cache(
                     model.to(self.accelerator.device),
