@@ -17,6 +17,7 @@ class Pick(nn.Module):
         super().__init__()
         self.filtration = FiltrationHead(16, 16, 16)
         self.question_bag = QuestionBag(30, 16)
+        self.attention = nn.MultiheadAttention(16, 2)
         self.other = nn.Linear(4, 4)
         self.missing = None
 
@@ -40,6 +41,8 @@ def test_reset_parts_start_as_new_modules_with_their_special_starts() -> None:
     assert not last.weight.any() and not last.bias.any()  # refinement starts at zero
     assert not model.question_bag.out.weight.any()  # the bag's map starts at zero
     assert model.question_bag.embedding.weight.std().item() == pytest.approx(1.0, abs=0.15)  # N(0, 1)
+    reset_parts(model, ["attention"], seed=5)  # packed projections get torch's own start
+    assert not model.attention.in_proj_bias.any() and not model.attention.out_proj.bias.any()
     fresh = Pick().filtration.score_head.layers[0].weight
     assert model.filtration.score_head.layers[0].weight.abs().max() <= fresh.abs().max() * 1.5
     again = _trained()

@@ -160,7 +160,7 @@ def to_original(
     return TargetFrame(rle, box, probability, present, reprompted)
 
 
-def _pooled(embedding: Tensor, mask_logits: Tensor) -> Tensor | None:
+def pooled_embedding(embedding: Tensor, mask_logits: Tensor) -> Tensor | None:
     """Mean SAM2 embedding ``(C,)`` inside a mask: ``embedding`` ``(C, h, w)``, ``mask_logits`` ``(H', W')``."""
     weights = F.interpolate((mask_logits > 0).float()[None, None], size=embedding.shape[-2:], mode="area")[
         0, 0
@@ -192,7 +192,7 @@ class _Reprompter:
         if prompt.confidence < self.options.reprompt_min_score:
             return None
         if self.appearance is not None:
-            pooled = _pooled(features.image_embeddings[0], decoded.mask_logits[0, 0])
+            pooled = pooled_embedding(features.image_embeddings[0], decoded.mask_logits[0, 0])
             if pooled is None:
                 return None
             similarity = float(F.cosine_similarity(pooled, self.appearance, dim=0))
@@ -247,7 +247,9 @@ def _propagate_reprompting(
     for p, target in zip(prompts, targets, strict=True):  # how each target looks on the key frame
         key = model.sam2.decode(key_features, boxes=p.box, seg_embeddings=p.seg)
         present = float(key.object_score_logits.float().reshape(())) > 0
-        appearance = _pooled(key_features.image_embeddings[0], key.mask_logits[0, 0]) if present else None
+        appearance = (
+            pooled_embedding(key_features.image_embeddings[0], key.mask_logits[0, 0]) if present else None
+        )
         finders.append(_Reprompter(model, target, appearance, options))
     for order in (range(key_frame, len(frames)), range(key_frame, -1, -1)):
         runs = [model.propagate(FrameView(frames, order), 0, box=p.box, seg_embedding=p.seg) for p in prompts]

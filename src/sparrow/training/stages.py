@@ -81,11 +81,20 @@ def load_stage_model(task: TrainingTask, recipe: Recipe, start: Path, index: int
     return model
 
 
+def _reset_module(module: nn.Module) -> None:
+    """A module's own initialisation: ``reset_parameters``, or attention's input projections."""
+    if isinstance(module, nn.MultiheadAttention):
+        module._reset_parameters()  # torch's own start of the packed projections (no public name)
+    elif hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+
+
 def reset_parts(model: nn.Module, names: list[str], seed: int) -> None:
     """Re-initialise the sub-modules ``names`` of ``model`` as new ones start: every module inside
-    that has ``reset_parameters`` calls it, innermost first (a module's own ``reset_parameters`` then
-    applies its special starts, e.g. a zero last layer). Draws from a forked CPU RNG seeded with
-    ``seed``; the global streams are untouched.
+    that has ``reset_parameters`` calls it (attention layers re-draw their packed projections as
+    torch starts them), innermost first (a module's own ``reset_parameters`` then applies its
+    special starts, e.g. a zero last layer). Draws from a forked CPU RNG seeded with ``seed``; the
+    global streams are untouched.
 
     Raises:
         ConfigError: ``model`` has no part of a name.
@@ -105,4 +114,4 @@ def reset_parts(model: nn.Module, names: list[str], seed: int) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for part in parts:
-            part.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+            part.apply(_reset_module)
