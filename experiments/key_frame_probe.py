@@ -43,7 +43,7 @@ def candidates(n: int, k: int) -> list[int]:
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)).tolist()
 
 
-def true_boxes(mask_dict: dict, anno: int, size: tuple[int, int]) -> list[torch.Tensor | None]:
+def true_boxes(mask_dict: dict, anno: int) -> list[torch.Tensor | None]:
     """Per frame, the ``(4,)`` pixel ``xyxy`` box of an annotated object, ``None`` where it is absent."""
     out = []
     for rle in mask_dict[str(anno)]:
@@ -63,8 +63,9 @@ def vote(picks: list[tuple[float, object]]) -> object:
 
 @torch.inference_mode()
 def probe(pipe: GroundingPipeline, split: Path, videos: int) -> list[dict]:
-    """Per single-referent expression: per frame, the pick's confidence, the object it covers (or
-    ``None``), whether that is the referent, and its pooled SAM2 embedding."""
+    """Per single-referent expression (its referent and kind): per frame, the pick's confidence and
+    score margin, the annotated object it covers at IoU >= 0.5 (or ``None``) and its pooled SAM2
+    embedding."""
     meta = json.loads((split / "meta_expressions.json").read_text())["videos"]
     mask_dict = json.loads((split / "mask_dict.json").read_text())
     items = []
@@ -75,7 +76,7 @@ def probe(pipe: GroundingPipeline, split: Path, videos: int) -> list[dict]:
         annos = sorted({a for e in entry["expressions"].values() for a in e["anno_id"]})
         with pipe.session(split / "JPEGImages" / video) as session:
             frames, (h, w) = session._frames(), session.size
-            boxes = {a: true_boxes(mask_dict, a, (h, w)) for a in annos}
+            boxes = {a: true_boxes(mask_dict, a) for a in annos}
             features = [sam_features(pipe.model, frames[t][None]).select(0) for t in range(len(frames))]
             for expression in expressions.values():
                 answer = session.answer(expression["exp"])
