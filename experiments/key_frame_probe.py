@@ -28,19 +28,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from sparrow.inference import GroundingPipeline
-from sparrow.inference.tracking import pooled_embedding, sam_features
+from sparrow.inference.tracking import key_frame_candidates, pooled_embedding, sam_features
 from sparrow.structures import box_convert, box_iou
 from sparrow.structures.masks import rle_to_box
-
-
-def candidates(n: int, k: int) -> list[int]:
-    """The ``key_frame: best`` candidates: ``k`` frames spread uniformly, first and last included."""
-    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)).tolist()
 
 
 def true_boxes(mask_dict: dict, anno: int) -> list[torch.Tensor | None]:
@@ -138,7 +132,7 @@ def summarise(items: list[dict], cosine: float) -> dict[str, float]:
         rows, referent = item["rows"], item["referent"]
         right = [r["object"] == referent for r in rows]
         for k in (5, 16):
-            frames = candidates(len(rows), k)
+            frames = key_frame_candidates(len(rows), k)
             chosen = max(frames, key=lambda t: (rows[t]["confidence"], -t))
             hits[f"chosen of {k}"] += right[chosen]
             hits[f"margin of {k}"] += right[max(frames, key=lambda t: (rows[t]["margin"], -t))]

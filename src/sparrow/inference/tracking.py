@@ -106,6 +106,12 @@ def prompts_on(model: SparrowModel, targets: Sequence[Target], features: Sam2Fea
     return out  # type: ignore[return-value]
 
 
+def key_frame_candidates(n: int, k: int) -> list[int]:
+    """The frames ``key_frame: best`` chooses among in a clip of ``n``: ``min(k, n)`` spread
+    uniformly, first and last included (rounded; duplicates dropped), in order."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)).tolist()
+
+
 def choose_key_frame(
     model: SparrowModel,
     frames: SamFrames,
@@ -125,8 +131,7 @@ def choose_key_frame(
     if options.key_frame == "first" or n == 1:
         candidates = [0]
     else:
-        k = min(options.key_frame_candidates, n)
-        candidates = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64)).tolist()
+        candidates = key_frame_candidates(n, options.key_frame_candidates)
     cache = {} if cache is None else cache
     missing = [t for t in candidates if t not in cache]
     for start in range(0, len(missing), options.encoder_chunk):
