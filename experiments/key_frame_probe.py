@@ -18,12 +18,25 @@ reports the share of expressions whose pick is right:
   cosine of their SAM2 embeddings pooled in the decoded masks reaches ``--link-cosine``: linking
   without tracking.
 
+With ``--track`` each of the 5 candidates' picks is also tracked through the clip by the model's
+own propagation (``SparrowModel.propagate``, a candidate's box as the prompt), and:
+
+- ``vote of 5, linked by tracking``: the candidate whose track covers (IoU >= 0.5) the picks of
+  the most confident candidates (summed confidence, its own included) -- linking by tracking;
+- ``box IoU, ...`` (the tracker's share): the mean, over the frames where the referent is present,
+  of the IoU of a box with the referent's true box (0 where the track has lost it): the track
+  from the ``chosen of 5`` pick, from the candidates whose pick was right, the frame-wise most
+  confident proposal, the most confident path through the frames' proposals (Viterbi: summed
+  filtration logits plus the IoU of consecutive boxes, ``--path-weight`` times), and the best
+  proposal on every frame (what a perfect pick per frame could give).
+
     python experiments/key_frame_probe.py --model default --split data/synref/test_hard --videos 80
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -32,8 +45,8 @@ import torch
 from tqdm import tqdm
 
 from sparrow.inference import GroundingPipeline
-from sparrow.inference.tracking import key_frame_candidates, pooled_embedding, sam_features
-from sparrow.structures import box_convert, box_iou
+from sparrow.inference.tracking import SharedFeatures, key_frame_candidates, pooled_embedding
+from sparrow.structures import box_convert, box_iou, masks_to_boxes
 from sparrow.structures.masks import rle_to_box
 
 
@@ -55,11 +68,27 @@ def vote(picks: list[tuple[float, object]]) -> object:
     return total.most_common(1)[0][0] if total else None
 
 
+def track_boxes(pipe: GroundingPipeline, frames, features: SharedFeatures, t: int, prompt, scale) -> list:
+    """Per frame, the ``(4,)`` pixel ``xyxy`` box of the mask tracked from the prompts on frame ``t``
+    (``None`` where the object score is <= 0 or the mask is empty)."""
+    out: list = [None] * len(frames)
+    shared = None if pipe.model.config.propagation == "video" else features
+    runs = pipe.model.propagate(
+        frames, t, box=prompt.boxes, seg_embedding=prompt.seg_embeddings, features=shared
+    )
+    for u, logits, score in runs:
+        region = logits[:, 0] > 0
+        if float(score.reshape(())) > 0 and bool(region.any()):
+            out[u] = masks_to_boxes(region)[0] / region.shape[-1] * scale
+    return out
+
+
 @torch.inference_mode()
-def probe(pipe: GroundingPipeline, split: Path, videos: int) -> list[dict]:
-    """Per single-referent expression (its referent and kind): per frame, the pick's confidence and
-    score margin, the annotated object it covers at IoU >= 0.5 (or ``None``) and its pooled SAM2
-    embedding."""
+def probe(pipe: GroundingPipeline, split: Path, videos: int, track: bool = False) -> list[dict]:
+    """Per single-referent expression (its referent, kind and true boxes): per frame, the pick's
+    confidence and score margin, the annotated object it covers at IoU >= 0.5 (or ``None``) and its
+    pooled SAM2 embedding; with ``track`` also its pixel box, every proposal's filtration logit and
+    box, and on the 5 candidates the track of the pick (:func:`track_boxes`)."""
     meta = json.loads((split / "meta_expressions.json").read_text())["videos"]
     mask_dict = json.loads((split / "mask_dict.json").read_text())
     items = []
@@ -70,8 +99,10 @@ def probe(pipe: GroundingPipeline, split: Path, videos: int) -> list[dict]:
         annos = sorted({a for e in entry["expressions"].values() for a in e["anno_id"]})
         with pipe.session(split / "JPEGImages" / video) as session:
             frames, (h, w) = session._frames(), session.size
+            scale = torch.tensor([w, h, w, h], dtype=torch.float32)
             boxes = {a: true_boxes(mask_dict, a) for a in annos}
-            features = [sam_features(pipe.model, frames[t][None]).select(0) for t in range(len(frames))]
+            shared = SharedFeatures(pipe.model, frames)
+            features = [shared(t) for t in range(len(frames))]
             for expression in expressions.values():
                 answer = session.answer(expression["exp"])
                 if not answer.targets:
@@ -83,9 +114,7 @@ def probe(pipe: GroundingPipeline, split: Path, videos: int) -> list[dict]:
                         target.seg_hidden[None], target.box_hidden[None], feats
                     )
                     top = prompt.filtration.scores[0].float().topk(2).values
-                    picked = box_convert(prompt.boxes.float(), "cxcywh", "xyxy")[0] * torch.tensor(
-                        [w, h, w, h]
-                    )
+                    picked = box_convert(prompt.boxes.float(), "cxcywh", "xyxy")[0] * scale
                     covers = [
                         (float(box_iou(picked[None], b[None])[0, 0]), a)
                         for a in annos
@@ -106,7 +135,22 @@ def probe(pipe: GroundingPipeline, split: Path, videos: int) -> list[dict]:
                             else torch.nn.functional.normalize(pooled, dim=0),
                         }
                     )
-                items.append({"referent": expression["anno_id"][0], "kind": expression["kind"], "rows": rows})
+                    if track:
+                        rows[-1] |= {
+                            "pick": picked,
+                            "logits": prompt.filtration.scores[0].float(),
+                            "proposals": box_convert(
+                                prompt.filtration.refined_boxes[0].float(), "cxcywh", "xyxy"
+                            )
+                            * scale,
+                            "track": track_boxes(pipe, frames, shared, t, prompt, scale)
+                            if t in key_frame_candidates(len(frames), 5)
+                            else None,
+                        }
+                referent = expression["anno_id"][0]
+                items.append(
+                    {"referent": referent, "kind": expression["kind"], "rows": rows, "truth": boxes[referent]}
+                )
     return items
 
 
@@ -125,7 +169,71 @@ def appearance_vote(rows: list[dict], frames: list[int], cosine: float) -> int:
     return max(groups, key=lambda g: sum(rows[t]["confidence"] for t in g))[0]
 
 
-def summarise(items: list[dict], cosine: float) -> dict[str, float]:
+def iou(a: torch.Tensor | None, b: torch.Tensor | None) -> float:
+    """IoU of two ``(4,)`` boxes; 0 when either is ``None``."""
+    return 0.0 if a is None or b is None else float(box_iou(a[None], b[None])[0, 0])
+
+
+def tracked_vote(rows: list[dict], frames: list[int]) -> int:
+    """The candidate whose track covers the picks of the most confidence (module docstring)."""
+    support = {
+        t: sum(rows[j]["confidence"] for j in frames if iou(rows[t]["track"][j], rows[j]["pick"]) >= 0.5)
+        for t in frames
+    }
+    return max(frames, key=lambda t: (support[t], rows[t]["confidence"], -t))
+
+
+def best_path(rows: list[dict], weight: float) -> list[int]:
+    """Viterbi: the proposal per frame maximising summed filtration logits plus ``weight`` x the IoU
+    of consecutive frames' boxes."""
+    score, back = rows[0]["logits"].clone(), []
+    for before, after in itertools.pairwise(rows):
+        total = score[:, None] + weight * box_iou(before["proposals"], after["proposals"])
+        best, arg = total.max(dim=0)
+        score = best + after["logits"]
+        back.append(arg)
+    path = [int(score.argmax())]
+    for arg in reversed(back):
+        path.append(int(arg[path[-1]]))
+    return path[::-1]
+
+
+def box_recall(truth: list, boxes: list) -> float:
+    """Mean IoU of ``boxes`` with the true boxes over the frames where the referent is present."""
+    present = [t for t, b in enumerate(truth) if b is not None]
+    return sum(iou(boxes[t], truth[t]) for t in present) / max(len(present), 1)
+
+
+def tracker_share(items: list[dict], weight: float) -> dict[str, float]:
+    """The ``box IoU`` rows of the module docstring, averaged over expressions."""
+    sums: Counter = Counter()
+    right_tracks = 0
+    for item in items:
+        rows, truth = item["rows"], item["truth"]
+        frames = key_frame_candidates(len(rows), 5)
+        chosen = max(frames, key=lambda t: (rows[t]["confidence"], -t))
+        sums["box IoU, track from the chosen of 5"] += box_recall(truth, rows[chosen]["track"])
+        for t in frames:
+            if rows[t]["object"] == item["referent"]:
+                sums["box IoU, track from a right pick"] += box_recall(truth, rows[t]["track"])
+                right_tracks += 1
+        top = [r["proposals"][int(r["logits"].argmax())] for r in rows]
+        sums["box IoU, most confident proposal per frame"] += box_recall(truth, top)
+        path = best_path(rows, weight)
+        sums["box IoU, best path through the proposals"] += box_recall(
+            truth, [r["proposals"][q] for r, q in zip(rows, path, strict=True)]
+        )
+        oracle = [
+            None if b is None else r["proposals"][int(box_iou(r["proposals"], b[None])[:, 0].argmax())]
+            for r, b in zip(rows, truth, strict=True)
+        ]
+        sums["box IoU, best proposal per frame (perfect pick)"] += box_recall(truth, oracle)
+    n = max(len(items), 1)
+    out = {k: round(v / (max(right_tracks, 1) if "right pick" in k else n), 3) for k, v in sums.items()}
+    return out | {"tracks from a right pick": right_tracks}
+
+
+def summarise(items: list[dict], cosine: float, weight: float = 1.0) -> dict[str, float]:
     """The shares of expressions whose pick is right, per rule (module docstring)."""
     hits: Counter = Counter()
     for item in items:
@@ -142,9 +250,13 @@ def summarise(items: list[dict], cosine: float) -> dict[str, float]:
             )
             hits[f"vote of {k}, SAM2 appearance"] += right[appearance_vote(rows, frames, cosine)]
         hits["frame 0"] += right[0]
-    return {"expressions": len(items)} | {
-        k: round(v / max(len(items), 1), 3) for k, v in sorted(hits.items())
-    }
+        if "track" in rows[0]:
+            hits["vote of 5, linked by tracking"] += right[
+                tracked_vote(rows, key_frame_candidates(len(rows), 5))
+            ]
+    shares = {k: round(v / max(len(items), 1), 3) for k, v in sorted(hits.items())}
+    tracked = tracker_share(items, weight) if items and "track" in items[0]["rows"][0] else {}
+    return {"expressions": len(items)} | shares | tracked
 
 
 def main() -> None:
@@ -153,13 +265,15 @@ def main() -> None:
     parser.add_argument("--split", type=Path, default=Path("data/synref/test_hard"))
     parser.add_argument("--videos", type=int, default=80)
     parser.add_argument("--link-cosine", type=float, default=0.9)
+    parser.add_argument("--track", action="store_true", help="Track the candidates' picks too.")
+    parser.add_argument("--path-weight", type=float, default=1.0)
     parser.add_argument("--json", type=Path, default=None, help="Write the summary here too.")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    items = probe(GroundingPipeline.from_pretrained(args.model), args.split, args.videos)
-    summary = {"all": summarise(items, args.link_cosine)}
+    items = probe(GroundingPipeline.from_pretrained(args.model), args.split, args.videos, args.track)
+    summary = {"all": summarise(items, args.link_cosine, args.path_weight)}
     for kind in sorted({i["kind"] for i in items}):
-        summary[kind] = summarise([i for i in items if i["kind"] == kind], args.link_cosine)
+        summary[kind] = summarise([i for i in items if i["kind"] == kind], args.link_cosine, args.path_weight)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:

@@ -189,6 +189,46 @@ def test_framewise_propagation_and_self_tsf(model) -> None:
             session.ground("the red square", tsf_track=track[:2])
 
 
+@pytest.mark.parametrize("mode", ["chain", "framewise"])
+def test_targets_tracked_together_share_each_frames_encoding(mode, monkeypatch) -> None:
+    """``framewise`` / ``chain``: several targets encode each frame once, with the masks each target
+    gets when tracked alone; ``video`` refuses shared features (SAM2's session encodes)."""
+    model = tiny([f"propagation={mode}"]).eval()
+    frames, _ = clip(frames=5, size=48)
+    pixels = model.processor.sam_inputs(frames)
+    with torch.inference_mode(), GroundingPipeline(model, TEMPLATE).session(frames) as session:
+        answer = session.answer("the red square")
+        key = model.sam2.image_features(pixels[2:3])
+        prompt = tracking_module.prompts_on(model, answer.targets, key)[0]
+        boxes = [prompt.box, torch.tensor([[0.7, 0.3, 0.2, 0.2]]), None]
+        prompts = [tracking_module.TargetPrompt(prompt.seg, b, 0.5) for b in boxes]
+        targets = answer.targets * len(prompts)
+        alone = [
+            [
+                (t, lg.clone(), sc.clone())
+                for t, lg, sc in model.propagate(pixels, 2, box=b, seg_embedding=prompt.seg)
+            ]
+            for b in boxes
+        ]
+        calls = []
+        real = model.sam2.image_features
+        monkeypatch.setattr(model.sam2, "image_features", lambda x: calls.append(len(x)) or real(x))
+        together = list(
+            tracking_module.propagate(
+                model, pixels, 2, prompts, targets, key, (48, 48), TEMPLATE.for_model(model.config)
+            )
+        )
+    assert len(calls) == 5 and set(calls) == {1}  # each frame once, for all three targets
+    assert [f.frame_index for f in together] == [2, 3, 4, 1, 0]
+    for i, run in enumerate(alone):
+        for frame, (t, logits, score) in zip(together, run, strict=True):
+            expected = tracking_module.to_original(logits, score, (48, 48), 0.0)
+            assert frame.frame_index == t and frame.targets[i].rle == expected.rle
+    video = tiny(["propagation=video"])
+    with pytest.raises(ValueError, match="pass no features"):
+        next(video.propagate(pixels, 0, box=None, seg_embedding=prompt.seg, features=lambda t: key))
+
+
 def test_reprompting_restarts_the_memory_where_the_target_is_found(model, monkeypatch) -> None:
     """The first run loses the target on frames 2-4; with patience 2 it is looked for on frame 3 (not
     found) and frame 4 (found): the memory restarts there and tracks 4, 5, 6."""

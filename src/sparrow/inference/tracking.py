@@ -149,6 +149,28 @@ def choose_key_frame(
     return best[1], best[2], cache[best[1]]
 
 
+class SharedFeatures:
+    """SAM2 features of ``frames`` by frame index, each frame encoded once while it is kept.
+
+    Targets tracked in lock step ask for the same frame in turn: ``keep=1`` holds only the frame
+    last asked for (memory of one frame, for any length of video); ``keep=None`` holds every frame
+    asked for (for tracks that start on different frames and revisit them).
+    """
+
+    def __init__(self, model: SparrowModel, frames: SamFrames, keep: int | None = None) -> None:
+        self.model = model
+        self.frames = frames
+        self.keep = keep
+        self._cache: dict[int, Sam2Features] = {}
+
+    def __call__(self, t: int) -> Sam2Features:
+        if t not in self._cache:
+            if self.keep is not None and len(self._cache) >= self.keep:
+                del self._cache[next(iter(self._cache))]  # the oldest
+            self._cache[t] = sam_features(self.model, self.frames[t][None])
+        return self._cache[t]
+
+
 def to_original(
     logits: Tensor, object_score: Tensor, size: tuple[int, int], threshold: float, reprompted: bool = False
 ) -> TargetFrame:
@@ -220,9 +242,10 @@ def propagate(
     """Track every target over every frame; yields one :class:`FrameResult` per frame in the order
     SAM2 visits them: the key frame, ``key+1 .. T-1``, then ``key-1 .. 0``.
 
-    Without ``reprompt`` (or in ``framewise`` mode) this is :meth:`SparrowModel.propagate` per target,
-    all targets in lock step (each frame is decoded once). With ``reprompt`` each direction is tracked
-    separately so a lost target's memory can restart from the frame where it is found again.
+    Without ``reprompt`` (or in ``framewise`` / ``chain`` mode) this is :meth:`SparrowModel.propagate`
+    per target, all targets in lock step (in ``framewise`` / ``chain`` each frame is encoded once for
+    all of them: :class:`SharedFeatures`). With ``reprompt`` each direction is tracked separately so a
+    lost target's memory can restart from the frame where it is found again.
     """
     if not prompts:
         return
@@ -232,7 +255,10 @@ def propagate(
         )
         return
     thr = options.mask_threshold
-    runs = [model.propagate(frames, key_frame, box=p.box, seg_embedding=p.seg) for p in prompts]
+    shared = None if model.config.propagation == "video" else SharedFeatures(model, frames, keep=1)
+    runs = [
+        model.propagate(frames, key_frame, box=p.box, seg_embedding=p.seg, features=shared) for p in prompts
+    ]
     for steps in zip(*runs, strict=True):
         yield FrameResult(steps[0][0], tuple(to_original(lg, sc, size, thr) for _, lg, sc in steps))
 

@@ -30,7 +30,7 @@ frame with the prompts. Box prompt off + TSF off is the VideoGLaMM-style baselin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -972,6 +972,7 @@ class SparrowModel(nn.Module):
         *,
         box: Tensor | None,
         seg_embedding: Tensor,
+        features: Callable[[int], Sam2Features] | None = None,
     ) -> Iterator[tuple[int, Tensor, Tensor]]:
         """Masks of ONE target on every frame, as ``config.propagation`` says.
 
@@ -988,14 +989,23 @@ class SparrowModel(nn.Module):
             pixel_values: ``(T, 3, S, S)`` SAM2 inputs, or a sequence of ``(3, S, S)`` (streamed).
             key_frame: the prompted frame.
             box: ``(1, 4)`` normalised ``cxcywh`` or ``None``; seg_embedding: ``(1, 1, prompt_dim)``.
+            features: ``framewise`` / ``chain``: the SAM2 features of frame ``t`` (e.g. a cache
+                several targets share, so each frame is encoded once); ``None`` encodes
+                ``pixel_values[t]``. ``video`` encodes inside SAM2's session and refuses it.
 
         Yields:
             ``(t, mask_logits (1, 1, S/4, S/4), object_score_logit (1, 1))``: the key frame, then
             ``key+1 .. T-1``, then ``key-1 .. 0``.
         """
         if self.config.propagation == "video":
+            if features is not None:
+                raise ValueError("video propagation encodes the frames in SAM2's session: pass no features")
             yield from self.sam2.propagate(pixel_values, key_frame, box=box, seg_embedding=seg_embedding)
             return
+
+        def encode(t: int) -> Sam2Features:
+            return self.sam2.image_features(pixel_values[t][None]) if features is None else features(t)
+
         n = len(pixel_values)
         follow = self.config.propagation == "chain"
         with_mask = follow and self.config.chain_mask_prompt
@@ -1003,9 +1013,8 @@ class SparrowModel(nn.Module):
         for i, order in enumerate(([key_frame], range(key_frame + 1, n), range(key_frame - 1, -1, -1))):
             current, mask = start
             for t in order:
-                features = self.sam2.image_features(pixel_values[t][None])
                 out = self.sam2.decode(
-                    features, boxes=current, seg_embeddings=seg_embedding, mask_prompts=mask
+                    encode(t), boxes=current, seg_embeddings=seg_embedding, mask_prompts=mask
                 )
                 yield t, out.mask_logits, out.object_score_logits
                 if follow:
