@@ -227,6 +227,8 @@ def test_targets_tracked_together_share_each_frames_encoding(mode, monkeypatch) 
     video = tiny(["propagation=video"])
     with pytest.raises(ValueError, match="pass no features"):
         next(video.propagate(pixels, 0, box=None, seg_embedding=prompt.seg, features=lambda t: key))
+    with pytest.raises(ValueError, match="keep at least one frame"):
+        tracking_module.SharedFeatures(model, pixels, keep=0)
 
 
 def test_reprompting_restarts_the_memory_where_the_target_is_found(model, monkeypatch) -> None:

@@ -158,6 +158,8 @@ class SharedFeatures:
     """
 
     def __init__(self, model: SparrowModel, frames: SamFrames, keep: int | None = None) -> None:
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep={keep}: keep at least one frame, or None for all")
         self.model = model
         self.frames = frames
         self.keep = keep
