@@ -47,6 +47,7 @@ from tqdm import tqdm
 from sparrow.inference import GroundingPipeline
 from sparrow.inference.tracking import SharedFeatures, key_frame_candidates, pooled_embedding
 from sparrow.structures import box_convert, box_iou, masks_to_boxes
+from sparrow.structures.boxes import normalize_boxes
 from sparrow.structures.masks import rle_to_box
 
 
@@ -79,7 +80,7 @@ def track_boxes(pipe: GroundingPipeline, frames, features: SharedFeatures, t: in
     for u, logits, score in runs:
         region = logits[:, 0] > 0
         if float(score.reshape(())) > 0 and bool(region.any()):
-            out[u] = masks_to_boxes(region)[0] / region.shape[-1] * scale
+            out[u] = normalize_boxes(masks_to_boxes(region), tuple(region.shape[-2:]))[0] * scale
     return out
 
 
@@ -101,15 +102,16 @@ def probe(pipe: GroundingPipeline, split: Path, videos: int, track: bool = False
             frames, (h, w) = session._frames(), session.size
             scale = torch.tensor([w, h, w, h], dtype=torch.float32)
             boxes = {a: true_boxes(mask_dict, a) for a in annos}
-            shared = SharedFeatures(pipe.model, frames)
-            features = [shared(t) for t in range(len(frames))]
+            shared = SharedFeatures(pipe.model, frames)  # every frame, kept for the tracks
+            candidates = key_frame_candidates(len(frames), 5)
             for expression in expressions.values():
                 answer = session.answer(expression["exp"])
                 if not answer.targets:
                     continue
                 target = answer.targets[0]
                 rows = []
-                for t, feats in enumerate(features):
+                for t in range(len(frames)):
+                    feats = shared(t)
                     prompt = pipe.model.prompts_from_hidden(
                         target.seg_hidden[None], target.box_hidden[None], feats
                     )
@@ -144,7 +146,7 @@ def probe(pipe: GroundingPipeline, split: Path, videos: int, track: bool = False
                             )
                             * scale,
                             "track": track_boxes(pipe, frames, shared, t, prompt, scale)
-                            if t in key_frame_candidates(len(frames), 5)
+                            if t in candidates
                             else None,
                         }
                 referent = expression["anno_id"][0]
@@ -172,6 +174,11 @@ def appearance_vote(rows: list[dict], frames: list[int], cosine: float) -> int:
 def iou(a: torch.Tensor | None, b: torch.Tensor | None) -> float:
     """IoU of two ``(4,)`` boxes; 0 when either is ``None``."""
     return 0.0 if a is None or b is None else float(box_iou(a[None], b[None])[0, 0])
+
+
+def chosen(rows: list[dict], frames: list[int]) -> int:
+    """The most confident of ``frames`` (ties: the earliest), as ``key_frame: best`` chooses."""
+    return max(frames, key=lambda t: (rows[t]["confidence"], -t))
 
 
 def tracked_vote(rows: list[dict], frames: list[int]) -> int:
@@ -211,8 +218,7 @@ def tracker_share(items: list[dict], weight: float) -> dict[str, float]:
     for item in items:
         rows, truth = item["rows"], item["truth"]
         frames = key_frame_candidates(len(rows), 5)
-        chosen = max(frames, key=lambda t: (rows[t]["confidence"], -t))
-        sums["box IoU, track from the chosen of 5"] += box_recall(truth, rows[chosen]["track"])
+        sums["box IoU, track from the chosen of 5"] += box_recall(truth, rows[chosen(rows, frames)]["track"])
         for t in frames:
             if rows[t]["object"] == item["referent"]:
                 sums["box IoU, track from a right pick"] += box_recall(truth, rows[t]["track"])
@@ -241,8 +247,7 @@ def summarise(items: list[dict], cosine: float, weight: float = 1.0) -> dict[str
         right = [r["object"] == referent for r in rows]
         for k in (5, 16):
             frames = key_frame_candidates(len(rows), k)
-            chosen = max(frames, key=lambda t: (rows[t]["confidence"], -t))
-            hits[f"chosen of {k}"] += right[chosen]
+            hits[f"chosen of {k}"] += right[chosen(rows, frames)]
             hits[f"margin of {k}"] += right[max(frames, key=lambda t: (rows[t]["margin"], -t))]
             hits[f"any of {k}"] += any(right[t] for t in frames)
             hits[f"vote of {k}, true identities"] += (
